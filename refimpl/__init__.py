@@ -1,0 +1,1 @@
+"""refimpl: the executable reference of the multi-threaded Lua scripting subsystem."""

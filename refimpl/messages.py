@@ -1,0 +1,63 @@
+"""The seed's "Message Formats" section: CVarLua framing and ScriptResult text.
+
+CVarLua is ``handler NUL name NUL old NUL new``: exactly three NUL bytes, four fields, no
+trailing NUL (D3, D4). ScriptResult is ``OK`` or ``ERROR: `` followed by the Lua error text (D5).
+Everything here is bytes: Lua strings are byte strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from refimpl.errors import MalformedMessage
+
+NUL = b"\x00"
+CVARLUA_FIELDS = 4
+OK = b"OK"
+ERROR_PREFIX = b"ERROR: "
+
+
+@dataclass(frozen=True)
+class CVarLuaMessage:
+    """A parsed CVarLua payload: the handler to call and its three arguments."""
+
+    handler: bytes
+    name: bytes
+    old: bytes
+    new: bytes
+
+
+def encode_cvar_lua(handler: bytes, name: bytes, old: bytes, new: bytes) -> bytes:
+    """Frame the four fields; a field holding NUL cannot be framed and raises
+    :class:`MalformedMessage` (MSG-CVARLUA-FORMAT, MSG-CVARLUA-NO-NUL-IN-FIELD)."""
+    fields = (handler, name, old, new)
+    for label, value in zip(("handler", "name", "old", "new"), fields, strict=True):
+        if NUL in value:
+            raise MalformedMessage(f"CVarLua {label} field contains NUL: {value!r}")
+    return NUL.join(fields)
+
+
+def parse_nul_separated(buffer: bytes) -> list[bytes]:
+    """Split at every NUL, keeping the final field (MSG-PARSE-LAST-FIELD, D3)."""
+    return buffer.split(NUL)
+
+
+def parse_cvar_lua(buffer: bytes) -> CVarLuaMessage:
+    """Parse a CVarLua payload; any field count but four raises :class:`MalformedMessage`
+    (MSG-CVARLUA-FIELDS)."""
+    parts = parse_nul_separated(buffer)
+    if len(parts) != CVARLUA_FIELDS:
+        raise MalformedMessage(f"CVarLua message has {len(parts)} fields, expected 4")
+    handler, name, old, new = parts
+    return CVarLuaMessage(handler, name, old, new)
+
+
+def script_result_payload(success: bool, message: bytes) -> bytes:
+    """``OK`` on success, else ``ERROR: `` + the Lua error text (MSG-SCRIPTRESULT-OK,
+    MSG-SCRIPTRESULT-ERROR)."""
+    return OK if success else ERROR_PREFIX + message
+
+
+def is_error_result(payload: bytes) -> bool:
+    """The consumer's check from the seed's error-handling section (MSG-SCRIPTRESULT-CHECK)."""
+    return payload.startswith(b"ERROR:")

@@ -1,0 +1,143 @@
+"""The seed's "StatePool API" table: a fixed set of reusable resources (Lua states), leased.
+
+One lock and one condition (``released``). ``acquire`` blocks until a lease is returned (D7);
+any thread may lease (D12). The pool's allocator holds its slot table, as the seed's pool holds
+its resource array, so the ledger shows the pool itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from refimpl.allocator import TrackingAllocator
+from refimpl.errors import (
+    InvalidArgument,
+    InvalidRelease,
+    LeasesOutstanding,
+    ShutDown,
+    StatePoolExhausted,
+)
+from refimpl.sync import THREADING, Sync
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+# The seed's pool stores one pointer per resource.
+SLOT_SIZE = 8
+
+
+class StatePool(Generic[R]):
+    """``capacity`` resources made by ``create_fn(allocator)`` at init, destroyed by
+    ``destroy_fn`` at deinit (SP-INIT-CREATE, SP-INIT-ROLLBACK, SP-DEINIT-DESTROY).
+
+    ``available + len(leased) == capacity`` at every instant (SP-AVAILABLE-COUNT).
+    ``acquire_waiters`` counts threads parked in ``acquire``.
+    """
+
+    def __init__(
+        self,
+        allocator: TrackingAllocator,
+        capacity: int,
+        create_fn: Callable[[TrackingAllocator], R],
+        destroy_fn: Callable[[R], None],
+        *,
+        sync: Sync = THREADING,
+    ) -> None:
+        if capacity < 1:
+            raise InvalidArgument(f"StatePool capacity must be >= 1, got {capacity}")
+        self.allocator = allocator
+        self.capacity = capacity
+        self._destroy_fn = destroy_fn
+        self._sync = sync
+        self._mutex = sync.lock()
+        self._released = sync.condition(self._mutex)
+        self._slots = allocator.alloc(capacity * SLOT_SIZE, tag="StatePool slots")
+        self._free: list[R] = []
+        self._leased: dict[int, R] = {}
+        self._closed = False
+        self.acquire_waiters = 0
+        try:
+            for _ in range(capacity):
+                self._free.append(create_fn(allocator))
+        except BaseException:
+            self._destroy_all()
+            raise
+
+    @property
+    def available(self) -> int:
+        """Resources free to lease now (the seed's ``available`` semaphore value)."""
+        with self._mutex:
+            return len(self._free)
+
+    def leased(self) -> int:
+        """Resources currently leased."""
+        with self._mutex:
+            return len(self._leased)
+
+    def acquire(self, timeout: float | None = None) -> R:
+        """Lease a resource, waiting until one is released; with a ``timeout`` that expires,
+        raise :class:`StatePoolExhausted` (SP-ACQ-BLOCK, SP-ACQ-TIMEOUT, SP-ANY-THREAD)."""
+        with self._released:
+            self._check_open()
+            deadline = None if timeout is None else self._sync.monotonic() + timeout
+            self.acquire_waiters += 1
+            try:
+                while not self._free:
+                    remaining = None if deadline is None else deadline - self._sync.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise StatePoolExhausted(
+                            f"all {self.capacity} states in use for {timeout} s"
+                        )
+                    self._released.wait(remaining)
+                    self._check_open()
+            finally:
+                self.acquire_waiters -= 1
+            return self._lease()
+
+    def try_acquire(self) -> R | None:
+        """Lease a resource if one is free now, else ``None`` (SP-TRY-ACQUIRE)."""
+        with self._mutex:
+            self._check_open()
+            return self._lease() if self._free else None
+
+    def release(self, resource: R) -> None:
+        """Return a leased resource and wake one waiter. A resource that is not leased from
+        this pool (foreign, or released already) raises :class:`InvalidRelease`
+        (SP-RELEASE-WAKES, SP-RELEASE-FOREIGN)."""
+        with self._released:
+            if self._leased.pop(id(resource), None) is None:
+                raise InvalidRelease(f"{resource!r} is not leased from this pool")
+            self._free.append(resource)
+            self._released.notify()
+
+    def deinit(self) -> None:
+        """Destroy every resource and free the slot table. With leases outstanding, raise
+        :class:`LeasesOutstanding` and change nothing (SP-DEINIT-DESTROY, SP-DEINIT-LEASED)."""
+        with self._released:
+            if self._closed:
+                return
+            if self._leased:
+                raise LeasesOutstanding(
+                    f"{len(self._leased)} of {self.capacity} states still leased"
+                )
+            self._closed = True
+            self._released.notify_all()
+        self._destroy_all()
+
+    def _lease(self) -> R:
+        resource = self._free.pop()
+        self._leased[id(resource)] = resource
+        return resource
+
+    def _destroy_all(self) -> None:
+        resources, self._free = self._free, []
+        for resource in resources:
+            self._destroy_fn(resource)
+        self.allocator.free(self._slots)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ShutDown("StatePool is deinitialised")

@@ -1,0 +1,63 @@
+"""The injectable seam for locks, conditions and the clock.
+
+Blocking classes (ActionQueue, StatePool, ScriptRunner) build their lock, conditions and deadlines
+from a :class:`Sync`. Production uses :data:`THREADING` (``threading`` and ``time.monotonic``,
+chosen once at construction, so the seam costs nothing per call); a deterministic scheduler under
+test supplies its own, with a virtual clock (spec/thread-safety.md: THR-SYNC-SEAM).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+from typing import Protocol
+
+
+class Lock(Protocol):
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Condition(Protocol):
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def notify(self, n: int = 1) -> None: ...
+    def notify_all(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+
+class Sync(Protocol):
+    """Where blocking code gets its primitives: one lock, conditions over it, a clock."""
+
+    def lock(self) -> Lock: ...
+    def condition(self, lock: Lock) -> Condition: ...
+    def monotonic(self) -> float: ...
+
+
+class ThreadingSync:
+    """The production seam: real threads, real time."""
+
+    def lock(self) -> Lock:
+        return threading.Lock()
+
+    def condition(self, lock: Lock) -> Condition:
+        return threading.Condition(lock)  # type: ignore[arg-type]  # a threading.Lock in production
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+THREADING: Sync = ThreadingSync()
