@@ -1,0 +1,1 @@
+# Only the lupa API refimpl uses; see refimpl/lua.py.

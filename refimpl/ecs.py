@@ -1,0 +1,57 @@
+"""The smallest world the seed's ECS module needs: entities with named components of plain data.
+
+Writes are main-thread only (the thread that created the world); reads work from any thread
+under the world's lock (THR-WRITE-MAIN-ONLY, THR-READ-ANY-THREAD, LB-ECS-*).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+from refimpl.errors import InvalidArgument, ThreadAffinityError
+
+# Component data: what a Lua table of strings, numbers, booleans and nested tables becomes.
+Data = str | bytes | int | float | bool | dict["Data", "Data"]
+
+
+class World:
+    """Entities are positive integers; components are deep-copied in and out, so no caller
+    shares mutable data with the world."""
+
+    def __init__(self) -> None:
+        self.main_thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._components: dict[int, dict[str, Data]] = {}
+
+    def create_entity(self) -> int:
+        """A new entity id, unique for the world's lifetime (LB-ECS-CREATE)."""
+        self._check_main("create_entity")
+        with self._lock:
+            entity = self._next_id
+            self._next_id += 1
+            self._components[entity] = {}
+            return entity
+
+    def add_component(self, entity: int, name: str, data: Data) -> None:
+        """Attach (or replace) component ``name`` on ``entity`` (LB-ECS-ADD)."""
+        self._check_main("add_component")
+        with self._lock:
+            self._entity(entity)[name] = copy.deepcopy(data)
+
+    def get_component(self, entity: int, name: str) -> Data | None:
+        """A copy of the component, or ``None`` if the entity lacks it (LB-ECS-GET)."""
+        with self._lock:
+            component = self._entity(entity).get(name)
+            return copy.deepcopy(component)
+
+    def _entity(self, entity: int) -> dict[str, Data]:
+        components = self._components.get(entity)
+        if components is None:
+            raise InvalidArgument(f"no entity {entity}")
+        return components
+
+    def _check_main(self, operation: str) -> None:
+        if threading.get_ident() != self.main_thread:
+            raise ThreadAffinityError(f"World.{operation} is main-thread only")

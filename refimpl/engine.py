@@ -1,0 +1,96 @@
+"""One complete system, wired with the seed's sizing heuristics (ENG-WIRING): a state pool of
+``workers + 1`` states (one per worker plus one for main-thread handlers) and an ActionQueue of
+256 actions. ``close`` shuts everything down in dependency order and leaves no live
+allocation (ENG-CLOSE)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+
+from refimpl.action_queue import ActionQueue
+from refimpl.allocator import TrackingAllocator
+from refimpl.bindings import BindingContext, create_lua_state, destroy_lua_state
+from refimpl.cvar import CVarRegistry, free_event
+from refimpl.ecs import World
+from refimpl.input import InputState
+from refimpl.lua import DEFAULT_LIMITS, LuaLimits, LuaState
+from refimpl.script_runner import ScriptRunner
+from refimpl.scripting_system import ScriptingSystem
+from refimpl.state_pool import StatePool
+from refimpl.thread_pool import ThreadPool
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_CAPACITY = 256
+
+
+class Engine:
+    """``Engine(workers=2)`` gives a working system; call ``system.update()`` each frame."""
+
+    def __init__(
+        self,
+        workers: int = 2,
+        queue_capacity: int = DEFAULT_QUEUE_CAPACITY,
+        prelude: Sequence[bytes | str] = (),
+        *,
+        limits: LuaLimits = DEFAULT_LIMITS,
+        cvars: CVarRegistry | None = None,
+        on_script_result: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.allocator = TrackingAllocator("engine")
+        # A registry filled beforehand lets the prelude register handlers for its variables.
+        self.cvars = CVarRegistry() if cvars is None else cvars
+        self.world = World()
+        self.input = InputState()
+        self.queue = ActionQueue(self.allocator, queue_capacity)
+        self.thread_pool = ThreadPool(workers)
+        context = BindingContext(self.cvars, self.world, self.input, enqueue=self._exec)
+        create = functools.partial(
+            create_lua_state, context=context, prelude=prelude, limits=limits
+        )
+        self.pool: StatePool[LuaState] = StatePool(
+            self.allocator, workers + 1, create, destroy_lua_state
+        )
+        self.runner = ScriptRunner(self.allocator, self.thread_pool, self.pool, self.queue)
+        self.system = ScriptingSystem(
+            self.allocator, self.cvars, self.pool, self.queue, on_script_result=on_script_result
+        )
+        self.discarded = 0
+        self._closed = False
+
+    def _exec(self, script: bytes) -> None:
+        self.runner.enqueue_script(script)
+
+    def close(self) -> None:
+        """Stop the runner (not-started scripts are cancelled), deliver what the workers
+        produced with one last update, discard what remains, then free the queue and the pool
+        (ENG-CLOSE). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.runner.deinit()
+        self.thread_pool.shutdown()
+        self.system.update()
+        self._discard_leftovers()
+        self.system.deinit()
+        self.queue.deinit()
+        self.pool.deinit()
+
+    def _discard_leftovers(self) -> None:
+        # Actions and changes produced by the last update's handlers have no later frame.
+        while (action := self.queue.try_pop()) is not None:
+            self.queue.allocator.free(action.message)
+            self.discarded += 1
+        for event in self.cvars.take_pending_changes(self.allocator):
+            free_event(self.allocator, event)
+            self.discarded += 1
+        if self.discarded:
+            log.warning("close discarded %d undelivered action(s)/change(s)", self.discarded)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,188 @@
+"""The seed's "ScriptRunner API" table: scripts submitted on the main thread, run on workers.
+
+The worker flow follows the seed step by step (SR-WORKER-FLOW): the script copy is owned by the
+work item and freed by the worker; a state is leased for the run only; the ScriptResult payload
+is allocated with the queue's allocator and pushed without blocking; a push that fails frees the
+payload, and the drop is counted and logged; ``on_complete`` then runs on the worker (D6).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from refimpl.action_queue import Action, ActionKind, ActionQueue
+from refimpl.allocator import Buffer, TrackingAllocator
+from refimpl.errors import OutOfMemory, ScriptingError, ShutDown
+from refimpl.lua import LuaState, execute_lua_buffer
+from refimpl.messages import ERROR_PREFIX, is_error_result, script_result_payload
+from refimpl.state_pool import StatePool
+from refimpl.sync import THREADING, Sync
+from refimpl.thread_pool import Executor
+
+log = logging.getLogger(__name__)
+
+OnComplete = Callable[[bytes], None]
+OUT_OF_MEMORY_RESULT = ERROR_PREFIX + b"out of memory"
+
+
+@dataclass
+class RunnerStats:
+    """Counters for the troubleshooting checklist. At rest, ``enqueued == ok + errors +
+    cancelled`` and every ok/error result was either pushed or ``dropped`` (SR-COUNTERS)."""
+
+    enqueued: int = 0
+    ok: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    dropped: int = 0
+    callback_errors: int = 0
+
+
+class _Outcome(enum.Enum):
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+@dataclass(eq=False)
+class _WorkItem:
+    script: Buffer
+    on_complete: OnComplete | None
+    future: Future[None] | None = field(default=None)
+
+
+class ScriptRunner:
+    """Submits scripts to the thread pool (main → worker). ``wait_idle`` blocks until every
+    submitted script has finished or been cancelled."""
+
+    def __init__(
+        self,
+        allocator: TrackingAllocator,
+        thread_pool: Executor,
+        state_pool: StatePool[LuaState],
+        action_queue: ActionQueue,
+        *,
+        sync: Sync = THREADING,
+    ) -> None:
+        self.allocator = allocator
+        self.thread_pool = thread_pool
+        self.state_pool = state_pool
+        self.action_queue = action_queue
+        self._sync = sync
+        self._mutex = sync.lock()
+        self._idle = sync.condition(self._mutex)
+        self._in_flight: set[_WorkItem] = set()
+        self._closed = False
+        self.stats = RunnerStats()
+
+    def enqueue_script(self, script: bytes | str, on_complete: OnComplete | None = None) -> None:
+        """Copy ``script`` with the runner's allocator and submit it. Raises
+        :class:`OutOfMemory` if the copy cannot be made and :class:`ShutDown` after ``deinit``
+        or when the pool is shut down; nothing is left allocated then (SR-ENQUEUE-COPY,
+        SR-ENQUEUE-ERRORS, D18)."""
+        copy = self.allocator.dupe(script, tag="script copy")
+        item = _WorkItem(copy, on_complete)
+        with self._mutex:
+            try:
+                if self._closed:
+                    raise ShutDown("ScriptRunner is deinitialised")
+                item.future = self.thread_pool.submit(self._run, item)
+            except BaseException:
+                self.allocator.free(copy)
+                raise
+            self._in_flight.add(item)
+            self.stats.enqueued += 1
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no submitted script is pending or running; ``False`` on timeout."""
+        with self._idle:
+            deadline = None if timeout is None else self._sync.monotonic() + timeout
+            while self._in_flight:
+                remaining = None if deadline is None else deadline - self._sync.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+            return True
+
+    def deinit(self) -> None:
+        """Refuse new scripts, cancel those not started (their copies are freed, each counted
+        as cancelled) and wait for the running ones (SR-DEINIT)."""
+        with self._mutex:
+            self._closed = True
+            queued = list(self._in_flight)
+        for item in queued:
+            if item.future is not None and item.future.cancel():
+                self._finish(item, _Outcome.CANCELLED)
+        self.wait_idle()
+
+    def _run(self, item: _WorkItem) -> None:
+        outcome = _Outcome.CANCELLED
+        try:
+            payload = self._execute(item.script)
+            self._publish(payload)
+            self._complete(item, payload)
+            outcome = _Outcome.ERROR if is_error_result(payload) else _Outcome.OK
+        except ShutDown as exc:
+            log.warning("script cancelled: %s", exc)
+        finally:
+            self._finish(item, outcome)
+
+    def _execute(self, script: Buffer) -> bytes:
+        """Lease a state, run the script, return the ScriptResult payload (SR-LEASE-PER-RUN)."""
+        state = self.state_pool.acquire()
+        try:
+            result = execute_lua_buffer(state, bytes(script), self.allocator)
+        except OutOfMemory:
+            return OUT_OF_MEMORY_RESULT
+        finally:
+            self.state_pool.release(state)
+        try:
+            return script_result_payload(result.success, bytes(result.message))
+        finally:
+            self.allocator.free(result.message)
+
+    def _publish(self, payload: bytes) -> None:
+        """Dupe the payload with the queue's allocator and push it without blocking; on
+        failure free it, count and log the drop (SR-PUSH-RESULT, SR-DROP-ON-FULL)."""
+        try:
+            message = self.action_queue.allocator.dupe(payload, tag="ScriptResult")
+        except OutOfMemory:
+            self._drop("out of memory for the ScriptResult message")
+            return
+        try:
+            self.action_queue.push(Action(ActionKind.ScriptResult, message))
+        except ScriptingError as exc:
+            self.action_queue.allocator.free(message)
+            self._drop(f"ActionQueue push failed: {exc.code.value}")
+
+    def _drop(self, reason: str) -> None:
+        log.error("ScriptResult dropped: %s", reason)
+        with self._mutex:
+            self.stats.dropped += 1
+
+    def _complete(self, item: _WorkItem, payload: bytes) -> None:
+        """Call ``on_complete`` on the worker; an exception from it is logged (SR-ON-COMPLETE)."""
+        if item.on_complete is None:
+            return
+        try:
+            item.on_complete(payload)
+        except Exception:
+            log.exception("on_complete callback raised")
+            with self._mutex:
+                self.stats.callback_errors += 1
+
+    def _finish(self, item: _WorkItem, outcome: _Outcome) -> None:
+        self.allocator.free(item.script)
+        with self._idle:
+            self._in_flight.discard(item)
+            if outcome is _Outcome.OK:
+                self.stats.ok += 1
+            elif outcome is _Outcome.ERROR:
+                self.stats.errors += 1
+            else:
+                self.stats.cancelled += 1
+            self._idle.notify_all()

@@ -1,0 +1,43 @@
+"""The seed's ThreadPool, as far as the ScriptRunner needs it: a thin wrapper over
+``concurrent.futures.ThreadPoolExecutor`` (SR-THREAD-POOL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, Protocol, TypeVar
+
+from refimpl.errors import InvalidArgument, ShutDown
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """What the ScriptRunner needs from a thread pool (the deterministic scheduler's pool
+    provides the same)."""
+
+    num_workers: int
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+
+
+class ThreadPool:
+    """``num_workers`` worker threads; ``shutdown`` runs the queued work and waits for it."""
+
+    def __init__(self, num_workers: int) -> None:
+        if num_workers < 1:
+            raise InvalidArgument(f"ThreadPool needs >= 1 worker, got {num_workers}")
+        self.num_workers = num_workers
+        self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="worker")
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Run ``fn(*args)`` on a worker; after ``shutdown`` raise :class:`ShutDown`."""
+        try:
+            return self._executor.submit(fn, *args, **kwargs)
+        except RuntimeError as exc:
+            raise ShutDown("ThreadPool is shut down") from exc
+
+    def shutdown(self) -> None:
+        """Stop accepting work and wait for every submitted item to finish."""
+        self._executor.shutdown(wait=True)
