@@ -70,6 +70,9 @@ __all__ = [
     "UnknownCVar",
     "UseAfterFree",
     "World",
+    "WrongAllocator",
     "call_named_handler",
+    "create_lua_state",
+    "destroy_lua_state",
     "execute_lua_buffer",
 ]
