@@ -27,5 +27,8 @@ types: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+spec: $(STAMP)
+	$(PY) tools/trace.py spec
+
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .hypothesis
