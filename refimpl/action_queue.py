@@ -13,14 +13,14 @@ import logging
 from dataclasses import dataclass
 
 from refimpl.allocator import Buffer, TrackingAllocator
-from refimpl.errors import InvalidArgument, QueueFull, ShutDown, UseAfterFree, WrongAllocator
+from refimpl.errors import InvalidArgument, QueueFull, ShutDown, WrongAllocator
 from refimpl.sync import THREADING, Sync
 
 log = logging.getLogger(__name__)
 
 
 class ActionKind(enum.Enum):
-    """The closed set of action kinds (AQ-KINDS-CLOSED, ruling D10)."""
+    """The closed set of action kinds (AQ-KIND-CLOSED, ruling D10)."""
 
     ScriptResult = "ScriptResult"
     CVarLua = "CVarLua"
@@ -29,19 +29,26 @@ class ActionKind(enum.Enum):
 
 @dataclass(frozen=True, eq=False)
 class Action:
-    """One message from a producer to the main thread; ``message`` is owned by the queue's
-    allocator from the moment ``push`` accepts it (MEM-QUEUE-MESSAGE)."""
+    """One message from a producer to the main thread; ``message`` is a buffer of the queue's
+    allocator, freed by the consumer that pops it (MEM-QUEUE-MESSAGE). A ``kind`` that is not
+    an :class:`ActionKind` raises :class:`InvalidArgument` (AQ-ACTION-KIND)."""
 
     kind: ActionKind
     message: Buffer
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, ActionKind):
+            raise InvalidArgument(f"not an ActionKind: {self.kind!r}")
+
 
 class ActionQueue:
-    """Thread-safe bounded FIFO of :class:`Action` (AQ-FIFO, AQ-CAPACITY).
+    """Thread-safe bounded FIFO of :class:`Action` (AQ-INIT, AQ-INIT-CAPACITY, AQ-FIFO,
+    AQ-BOUNDED, THR-QUEUE-ANY-THREAD).
 
     ``push`` raises :class:`QueueFull` at once on a full queue unless given a timeout; ``pop``
     blocks until an action arrives; ``try_pop`` never blocks. ``pop_waiters`` and
-    ``push_waiters`` count the threads parked in each, so blocking is observable without sleeping.
+    ``push_waiters`` count the threads parked in each, so blocking is observable without sleeping
+    (AQ-WAITERS); ``high_water`` and ``full_count`` are AQ-COUNTERS.
     """
 
     def __init__(self, allocator: TrackingAllocator, capacity: int, *, sync: Sync = THREADING):
@@ -63,13 +70,16 @@ class ActionQueue:
         self.high_water = 0
 
     def __len__(self) -> int:
+        """Actions pushed and not yet popped (AQ-LEN)."""
         with self._mutex:
             return len(self._actions)
 
     def push(self, action: Action, timeout: float | None = 0.0) -> None:
         """Append ``action``; on a full queue wait at most ``timeout`` seconds (``None``: no
-        limit), then raise :class:`QueueFull` with the queue unchanged. On success the message
-        belongs to the consumer (AQ-PUSH-FULL, AQ-PUSH-TIMEOUT, AQ-PUSH-BLOCK, AQ-PUSH-OWNER).
+        limit), then raise :class:`QueueFull` with the queue unchanged and the message still the
+        producer's. A message that is not a live buffer of the queue's allocator raises
+        :class:`WrongAllocator` (AQ-PUSH-FULL, AQ-PUSH-TIMEOUT, AQ-PUSH-WAIT, AQ-PUSH-MESSAGE,
+        AQ-BOUNDED, AQ-COUNTERS, AQ-WAITERS, MEM-PUSH-FAIL, ERR-QUEUE-FULL-RECOVER).
         """
         self._check_message(action)
         with self._not_full:
@@ -82,7 +92,8 @@ class ActionQueue:
             self._not_empty.notify()
 
     def try_pop(self) -> Action | None:
-        """The oldest action, or ``None`` at once if the queue is empty (AQ-TRYPOP-EMPTY)."""
+        """The oldest action, or ``None`` at once if the queue is empty; the popped message is
+        the caller's (AQ-TRY-POP-EMPTY, AQ-FIFO, AQ-POP-TRANSFERS)."""
         with self._not_empty:
             self._check_open()
             if not self._actions:
@@ -91,7 +102,8 @@ class ActionQueue:
 
     def pop(self, timeout: float | None = None) -> Action | None:
         """The oldest action, waiting until one arrives; with a ``timeout`` that expires,
-        ``None`` (AQ-POP-BLOCK, AQ-POP-TIMEOUT)."""
+        ``None``; the popped message is the caller's (AQ-POP-BLOCKS, AQ-POP-TIMEOUT, AQ-FIFO,
+        AQ-POP-TRANSFERS, AQ-WAITERS)."""
         with self._not_empty:
             self._check_open()
             deadline = None if timeout is None else self._sync.monotonic() + timeout
@@ -109,7 +121,8 @@ class ActionQueue:
 
     def deinit(self) -> None:
         """Close the queue and wake every waiter (they raise :class:`ShutDown`). Messages still
-        queued are not freed: they stay live in the allocator's ledger (AQ-DEINIT-KEEPS, D2)."""
+        queued are not freed: they stay live in the allocator's ledger. Later calls raise
+        :class:`ShutDown` (AQ-DEINIT-KEEPS-MESSAGES, AQ-DEINIT-WAKES, AQ-AFTER-DEINIT, D2)."""
         with self._mutex:
             if self._closed:
                 return
@@ -157,10 +170,10 @@ class ActionQueue:
     def _check_message(self, action: Action) -> None:
         if not isinstance(action.kind, ActionKind):
             raise InvalidArgument(f"not an ActionKind: {action.kind!r}")
-        if action.message.allocator is not self.allocator:
+        message = action.message
+        if not isinstance(message, Buffer) or message.allocator is not self.allocator:
             raise WrongAllocator(
-                f"{action.message.describe()} is not from the queue's allocator "
-                f"{self.allocator.name!r}"
+                f"{message!r} is not a buffer of the queue's allocator {self.allocator.name!r}"
             )
-        if action.message.freed:
-            raise UseAfterFree(f"{action.message.describe()} pushed after free")
+        if message.freed:
+            raise WrongAllocator(f"{message.describe()} pushed after free")

@@ -3,8 +3,9 @@
 Python has no manual memory, so each "allocated with X, freed by Y" payload of the seed's
 "Memory & Ownership Rules" table is a :class:`Buffer` of a :class:`TrackingAllocator`. The ledger
 makes the seed's ownership bugs observable: a leak is a live buffer, a double free or a free
-through the wrong allocator raises, and so does any read after free (MEM-FREE-ONCE,
-MEM-RIGHT-ALLOCATOR, MEM-USE-AFTER-FREE, MEM-LEDGER-LIVE, MEM-ZERO-LENGTH, MEM-OOM-INJECT).
+through the wrong allocator raises, and so does any read after free (MEM-LEDGER-DOUBLE-FREE,
+MEM-LEDGER-WRONG-ALLOCATOR, MEM-LEDGER-USE-AFTER-FREE, MEM-LEDGER-LIVE, MEM-ZERO-LENGTH,
+MEM-FAIL-AT).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from refimpl.errors import DoubleFree, OutOfMemory, UseAfterFree, WrongAllocator
 class Buffer:
     """One allocation: bytes plus the ledger entry that says who allocated and who freed it.
 
-    ``bytes(buf)`` and ``len(buf)`` read it; both raise :class:`UseAfterFree` once freed.
-    Identity is the allocation: two buffers with equal bytes are different allocations.
+    ``bytes(buf)``, ``len(buf)`` and ``buf[i]`` read it; each raises :class:`UseAfterFree` once
+    freed (MEM-LEDGER-USE-AFTER-FREE). Identity is the allocation: two buffers with equal bytes
+    are different allocations.
     """
 
     allocator: TrackingAllocator
@@ -43,6 +45,9 @@ class Buffer:
     def __len__(self) -> int:
         return len(bytes(self))
 
+    def __getitem__(self, index: int) -> int:
+        return bytes(self)[index]
+
     def describe(self) -> str:
         """A one-line ledger entry, used in leak reports and error messages."""
         label = f" {self.tag!r}" if self.tag else ""
@@ -60,7 +65,8 @@ class TrackingAllocator:
     """An allocator that keeps a ledger of live buffers and can fail on request.
 
     Thread-safe: workers and the main thread allocate and free through the same instance.
-    Rules: MEM-FREE-ONCE, MEM-RIGHT-ALLOCATOR, MEM-LEDGER-LIVE, MEM-ZERO-LENGTH, MEM-OOM-INJECT.
+    Rules: MEM-LEDGER-LIVE, MEM-LEDGER-DOUBLE-FREE, MEM-LEDGER-WRONG-ALLOCATOR, MEM-ZERO-LENGTH,
+    MEM-FAIL-AT, ERR-OOM.
     """
 
     def __init__(self, name: str) -> None:
@@ -73,18 +79,23 @@ class TrackingAllocator:
         self.frees = 0
 
     def alloc(self, n: int, *, tag: str = "") -> Buffer:
-        """A zero-filled buffer of ``n`` bytes (``n`` may be 0: it is still an allocation)."""
+        """A zero-filled buffer of ``n`` bytes (``n`` may be 0: it is still an allocation).
+        An allocation that fails raises :class:`OutOfMemory`, records nothing, and the same call
+        succeeds again once allocation succeeds (MEM-ZERO-LENGTH, ERR-OOM, ERR-OOM-RECOVER)."""
         if n < 0:
             raise ValueError(f"cannot allocate {n} bytes")
         return self._allocate(bytes(n), tag)
 
     def dupe(self, data: bytes | bytearray | memoryview | str, *, tag: str = "") -> Buffer:
-        """A new buffer holding a copy of ``data`` (``str`` is taken as UTF-8)."""
+        """A new buffer holding a copy of ``data`` (``str`` is taken as UTF-8); fails like
+        :meth:`alloc` (MEM-ZERO-LENGTH, ERR-OOM)."""
         raw = data.encode() if isinstance(data, str) else bytes(data)
         return self._allocate(raw, tag)
 
     def free(self, buf: Buffer) -> None:
-        """Return ``buf``: exactly once, through the allocator that made it."""
+        """Return ``buf``: exactly once (else :class:`DoubleFree`), through the allocator that
+        made it (else :class:`WrongAllocator`, the buffer stays live) (MEM-LEDGER-DOUBLE-FREE,
+        MEM-LEDGER-WRONG-ALLOCATOR)."""
         if buf.allocator is not self:
             raise WrongAllocator(f"{buf.describe()} freed through allocator {self.name!r}")
         with self._lock:
@@ -95,12 +106,13 @@ class TrackingAllocator:
             self.frees += 1
 
     def live(self) -> list[Buffer]:
-        """Buffers allocated and not yet freed, oldest first: the leak report."""
+        """Buffers allocated and not yet freed, oldest first: the leak report (MEM-LEDGER-LIVE)."""
         with self._lock:
             return list(self._live.values())
 
     def fail_at(self, k: int) -> None:
-        """Make the k-th allocation from now (k >= 1) raise OutOfMemory; 0 disarms."""
+        """Make the k-th allocation from now (k >= 1) raise OutOfMemory and record nothing; the
+        allocations before and after it succeed; 0 disarms (MEM-FAIL-AT)."""
         if k < 0:
             raise ValueError("fail_at takes k >= 1, or 0 to disarm")
         with self._lock:

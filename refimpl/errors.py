@@ -2,7 +2,7 @@
 
 Every error carries a stable machine-readable ``code`` (an :class:`ErrorCode`), so a port is
 compared on codes, never on message text. The first four rows are the seed's table; the rest are
-the errors the rulings need (spec/error-handling.md: ERR-CODES, ERR-BASE).
+the errors the rulings need (ERR-HIERARCHY, ERR-CODES).
 """
 
 from __future__ import annotations
@@ -31,73 +31,76 @@ class ErrorCode(enum.Enum):
 
 
 class ScriptingError(Exception):
-    """Base of every error the subsystem raises; ``code`` names the row (ERR-BASE)."""
+    """Base of every error the subsystem raises; ``code`` names the row (ERR-HIERARCHY)."""
 
     code: ErrorCode
 
 
 class OutOfMemory(ScriptingError, MemoryError):
-    """An allocator is exhausted or an injected allocation failure fired (ERR-OOM)."""
+    """An allocator is exhausted or an injected allocation failure fired (ERR-OOM, MEM-FAIL-AT)."""
 
     code = ErrorCode.OUT_OF_MEMORY
 
 
 class QueueFull(ScriptingError):
-    """ActionQueue capacity exceeded; the queue is unchanged (ERR-QUEUE-FULL, AQ-PUSH-FULL)."""
+    """ActionQueue capacity exceeded; the queue is unchanged (AQ-PUSH-FULL, AQ-PUSH-TIMEOUT)."""
 
     code = ErrorCode.QUEUE_FULL
 
 
 class LuaRuntimeError(ScriptingError):
-    """A Lua chunk failed to load or run (ERR-LUA-RUNTIME)."""
+    """A Lua failure with no result to carry it: building a state or its prelude
+    (LB-PRELUDE-ERROR)."""
 
     code = ErrorCode.LUA_RUNTIME_ERROR
 
 
 class StatePoolExhausted(ScriptingError):
-    """No Lua state became free before the acquire deadline (ERR-POOL-EXHAUSTED, SP-ACQ-TIMEOUT)."""
+    """No Lua state became free before the acquire deadline (SP-ACQUIRE-TIMEOUT)."""
 
     code = ErrorCode.STATE_POOL_EXHAUSTED
 
 
 class ThreadAffinityError(ScriptingError):
-    """A main-thread-only operation was called from another thread (THR-WRITE-MAIN-ONLY)."""
+    """A main-thread-only operation was called from another thread (THR-CVAR-WRITE-MAIN)."""
 
     code = ErrorCode.THREAD_AFFINITY
 
 
 class InvalidRelease(ScriptingError):
-    """``release`` of a resource not leased from this pool (SP-RELEASE-FOREIGN)."""
+    """``release`` of a resource not leased from this pool (SP-RELEASE-FOREIGN,
+    SP-RELEASE-TWICE)."""
 
     code = ErrorCode.INVALID_RELEASE
 
 
 class DoubleFree(ScriptingError):
-    """A buffer was freed twice (MEM-FREE-ONCE)."""
+    """A buffer was freed twice (MEM-LEDGER-DOUBLE-FREE)."""
 
     code = ErrorCode.DOUBLE_FREE
 
 
 class UseAfterFree(ScriptingError):
-    """A freed buffer was read (MEM-USE-AFTER-FREE)."""
+    """A freed buffer was read (MEM-LEDGER-USE-AFTER-FREE)."""
 
     code = ErrorCode.USE_AFTER_FREE
 
 
 class WrongAllocator(ScriptingError):
-    """A buffer freed through, or handed to, another allocator's owner (MEM-RIGHT-ALLOCATOR)."""
+    """A buffer freed through, or handed to, another allocator's owner
+    (MEM-LEDGER-WRONG-ALLOCATOR, AQ-PUSH-MESSAGE)."""
 
     code = ErrorCode.WRONG_ALLOCATOR
 
 
 class MalformedMessage(ScriptingError):
-    """A message cannot be framed or parsed (MSG-CVARLUA-FIELDS, MSG-CVARLUA-NO-NUL-IN-FIELD)."""
+    """A message cannot be framed or parsed (MSG-PARSE-CVARLUA, MSG-CVARLUA-ENCODE-NUL)."""
 
     code = ErrorCode.MALFORMED_MESSAGE
 
 
 class ShutDown(ScriptingError):
-    """A call after ``deinit``/``shutdown`` of the component (ERR-AFTER-DEINIT)."""
+    """A call after ``deinit``/``shutdown`` of the component (AQ-AFTER-DEINIT, SP-AFTER-DEINIT)."""
 
     code = ErrorCode.SHUT_DOWN
 
@@ -115,12 +118,14 @@ class UnknownCVar(ScriptingError):
 
 
 class InvalidValue(ScriptingError):
-    """A value does not parse as the variable's type or lies outside its range (CV-SET-VALIDATE)."""
+    """A value does not parse as the variable's type or lies outside its range (CV-SET-PARSE,
+    CV-SET-RANGE)."""
 
     code = ErrorCode.INVALID_VALUE
 
 
 class InvalidArgument(ScriptingError):
-    """An argument of the wrong type or shape was passed to a public function (ERR-INVALID-ARG)."""
+    """An argument of the wrong type or shape was passed to a public function
+    (AQ-INIT-CAPACITY, SP-INIT-CAPACITY, AQ-ACTION-KIND)."""
 
     code = ErrorCode.INVALID_ARGUMENT

@@ -29,7 +29,8 @@ class CVarLuaMessage:
 
 def encode_cvar_lua(handler: bytes, name: bytes, old: bytes, new: bytes) -> bytes:
     """Frame the four fields; a field holding NUL cannot be framed and raises
-    :class:`MalformedMessage` (MSG-CVARLUA-FORMAT, MSG-CVARLUA-NO-NUL-IN-FIELD)."""
+    :class:`MalformedMessage` naming the field (MSG-CVARLUA-LAYOUT, MSG-CVARLUA-EXAMPLE,
+    MSG-CVARLUA-ENCODE, MSG-CVARLUA-ENCODE-NUL, MSG-CVARLUA-EMPTY-FIELDS, MSG-CVARLUA-ROUNDTRIP)."""
     fields = (handler, name, old, new)
     for label, value in zip(("handler", "name", "old", "new"), fields, strict=True):
         if NUL in value:
@@ -38,13 +39,13 @@ def encode_cvar_lua(handler: bytes, name: bytes, old: bytes, new: bytes) -> byte
 
 
 def parse_nul_separated(buffer: bytes) -> list[bytes]:
-    """Split at every NUL, keeping the final field (MSG-PARSE-LAST-FIELD, D3)."""
+    """Split at every NUL, keeping the final field (MSG-PARSE-ALL-FIELDS, D3)."""
     return buffer.split(NUL)
 
 
 def parse_cvar_lua(buffer: bytes) -> CVarLuaMessage:
     """Parse a CVarLua payload; any field count but four raises :class:`MalformedMessage`
-    (MSG-CVARLUA-FIELDS)."""
+    (MSG-PARSE-CVARLUA, MSG-CVARLUA-EMPTY-FIELDS, MSG-CVARLUA-ROUNDTRIP)."""
     parts = parse_nul_separated(buffer)
     if len(parts) != CVARLUA_FIELDS:
         raise MalformedMessage(f"CVarLua message has {len(parts)} fields, expected 4")
@@ -53,11 +54,11 @@ def parse_cvar_lua(buffer: bytes) -> CVarLuaMessage:
 
 
 def script_result_payload(success: bool, message: bytes) -> bytes:
-    """``OK`` on success, else ``ERROR: `` + the Lua error text (MSG-SCRIPTRESULT-OK,
-    MSG-SCRIPTRESULT-ERROR)."""
+    """``OK`` on success, else ``ERROR: `` + the Lua error text (MSG-RESULT-OK,
+    MSG-RESULT-ERROR)."""
     return OK if success else ERROR_PREFIX + message
 
 
 def is_error_result(payload: bytes) -> bool:
-    """The consumer's check from the seed's error-handling section (MSG-SCRIPTRESULT-CHECK)."""
+    """The consumer's check from the seed's error-handling section (MSG-RESULT-IS-ERROR)."""
     return payload.startswith(b"ERROR:")

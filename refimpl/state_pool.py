@@ -31,10 +31,14 @@ SLOT_SIZE = 8
 
 class StatePool(Generic[R]):
     """``capacity`` resources made by ``create_fn(allocator)`` at init, destroyed by
-    ``destroy_fn`` at deinit (SP-INIT-CREATE, SP-INIT-ROLLBACK, SP-DEINIT-DESTROY).
+    ``destroy_fn`` at deinit; the slot table is one buffer of ``allocator`` while the pool lives.
+    A capacity below 1 raises :class:`InvalidArgument` before anything is made; a failure while
+    building destroys what was made and frees the slot table (SP-INIT-CREATE, SP-INIT-SLOTS,
+    SP-INIT-FAIL, SP-INIT-CAPACITY, CMP-POOL-REUSE).
 
-    ``available + len(leased) == capacity`` at every instant (SP-AVAILABLE-COUNT).
-    ``acquire_waiters`` counts threads parked in ``acquire``.
+    ``available + leased() == capacity`` at every instant (SP-AVAILABLE).
+    ``acquire_waiters`` counts threads parked in ``acquire`` (SP-WAITERS).
+    Any thread may acquire and release (THR-POOL-ANY-THREAD).
     """
 
     def __init__(
@@ -68,7 +72,7 @@ class StatePool(Generic[R]):
 
     @property
     def available(self) -> int:
-        """Resources free to lease now (the seed's ``available`` semaphore value)."""
+        """Resources free to lease now (the seed's ``available`` semaphore value; SP-AVAILABLE)."""
         with self._mutex:
             return len(self._free)
 
@@ -79,7 +83,9 @@ class StatePool(Generic[R]):
 
     def acquire(self, timeout: float | None = None) -> R:
         """Lease a resource, waiting until one is released; with a ``timeout`` that expires,
-        raise :class:`StatePoolExhausted` (SP-ACQ-BLOCK, SP-ACQ-TIMEOUT, SP-ANY-THREAD)."""
+        raise :class:`StatePoolExhausted`. A leased resource goes to no other lease until it is
+        released (SP-ACQUIRE-BLOCKS, SP-ACQUIRE-TIMEOUT, SP-ACQUIRE-EXCLUSIVE, SP-WAITERS,
+        THR-POOL-ANY-THREAD)."""
         with self._released:
             self._check_open()
             deadline = None if timeout is None else self._sync.monotonic() + timeout
@@ -98,16 +104,19 @@ class StatePool(Generic[R]):
             return self._lease()
 
     def try_acquire(self) -> R | None:
-        """Lease a resource if one is free now, else ``None`` (SP-TRY-ACQUIRE)."""
+        """Lease a resource if one is free now, else ``None`` (SP-TRY-ACQUIRE,
+        SP-ACQUIRE-EXCLUSIVE)."""
         with self._mutex:
             self._check_open()
             return self._lease() if self._free else None
 
     def release(self, resource: R) -> None:
         """Return a leased resource and wake one waiter. A resource that is not leased from
-        this pool (foreign, or released already) raises :class:`InvalidRelease`
-        (SP-RELEASE-WAKES, SP-RELEASE-FOREIGN)."""
+        this pool (foreign, or released already) raises :class:`InvalidRelease` and changes
+        nothing; after ``deinit`` it raises :class:`ShutDown` (SP-RELEASE, SP-RELEASE-FOREIGN,
+        SP-RELEASE-TWICE, SP-AFTER-DEINIT, THR-POOL-ANY-THREAD)."""
         with self._released:
+            self._check_open()
             if self._leased.pop(id(resource), None) is None:
                 raise InvalidRelease(f"{resource!r} is not leased from this pool")
             self._free.append(resource)
@@ -115,7 +124,9 @@ class StatePool(Generic[R]):
 
     def deinit(self) -> None:
         """Destroy every resource and free the slot table. With leases outstanding, raise
-        :class:`LeasesOutstanding` and change nothing (SP-DEINIT-DESTROY, SP-DEINIT-LEASED)."""
+        :class:`LeasesOutstanding` and change nothing. Afterwards ``acquire``, ``try_acquire``
+        and ``release`` raise :class:`ShutDown` and a second ``deinit`` does nothing
+        (SP-DEINIT-DESTROY, SP-DEINIT-LEASED, SP-AFTER-DEINIT)."""
         with self._released:
             if self._closed:
                 return

@@ -3,7 +3,7 @@
 Blocking classes (ActionQueue, StatePool, ScriptRunner) build their lock, conditions and deadlines
 from a :class:`Sync`. Production uses :data:`THREADING` (``threading`` and ``time.monotonic``,
 chosen once at construction, so the seam costs nothing per call); a deterministic scheduler under
-test supplies its own, with a virtual clock (spec/thread-safety.md: THR-SYNC-SEAM).
+test supplies its own, with a virtual clock (THR-SYNC-SEAM, THR-LOCKED).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class Condition(Protocol):
 
 
 class Sync(Protocol):
-    """Where blocking code gets its primitives: one lock, conditions over it, a clock."""
+    """Where blocking code gets its primitives: one lock, conditions over it, a clock
+    (THR-SYNC-SEAM, THR-LOCKED)."""
 
     def lock(self) -> Lock: ...
     def condition(self, lock: Lock) -> Condition: ...
