@@ -1,14 +1,16 @@
--- The sandbox every pooled state runs user code in (spec/lua-helpers.md, SBX-* rules).
+-- The sandbox every pooled state runs user code in (spec/lua-helpers.md, the SBX rules).
 --
 -- Loaded once per state by refimpl.lua.LuaState, before any user code, with the real globals
 -- and every standard library still in reach. It captures what it needs as upvalues and returns
 -- a kernel table that only Python holds. User code never sees the real globals:
---   * PROTECTED holds the read-only standard libraries and the engine modules (SBX-PROTECTED);
---   * USER holds the script-defined globals, which persist across leases (D14);
+--   * PROTECTED holds the read-only standard libraries and the engine modules
+--     (SBX-PROTECTED-GLOBALS, SBX-PROTECTED-FIELDS);
+--   * USER holds the script-defined globals, which persist across leases (SBX-GLOBALS-PERSIST);
 --   * each chunk runs in a fresh, empty environment whose reads fall through to USER, then
---     PROTECTED, and whose writes go to USER, except names in PROTECTED (SBX-PROTECTED).
+--     PROTECTED, and whose writes go to USER, except names in PROTECTED (SBX-PROTECTED-GLOBALS).
 -- Every chunk and handler runs in a coroutine of its own with an instruction-count hook
--- (SBX-INSTRUCTIONS); the memory cap is the runtime's (SBX-MEMORY).
+-- (SBX-MAX-INSTRUCTIONS, SBX-LIMIT-NO-ESCAPE, SBX-LIMIT-PER-CALL); the memory cap is the
+-- runtime's (SBX-MAX-MEMORY).
 
 local max_instructions, host_libraries, print_sink = ...
 
@@ -76,7 +78,8 @@ local function new_env()
 end
 
 -- lua.c's rule for error objects: strings as they are, numbers converted, anything else through
--- a working __tostring, else "(error object is a <type> value)" (SBX-ERROR-OBJECT).
+-- a working __tostring, else "(error object is a <type> value)" (LH-EXEC-ERROR-NONSTRING,
+-- LH-EXEC-ERROR-TOSTRING).
 local function plain(e)
   local t = type(e)
   if t == "string" then return e end
@@ -114,7 +117,8 @@ local function protected_call(f, ...)
   return success, message
 end
 
--- The standard library as scripts see it (SBX-HOST-LIBS, SBX-TEXT-ONLY).
+-- The standard library as scripts see it (SBX-STDLIBS-OPEN, SBX-HOST-LIBS-ABSENT,
+-- SBX-HOST-LIBS-OPTION, SBX-LOAD-TEXT).
 for _, k in ipairs({ "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall",
   "rawequal", "rawget", "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring",
   "type", "xpcall", "_VERSION" }) do
@@ -140,7 +144,8 @@ for _, lib in ipairs({ "string", "table", "math", "utf8" }) do
   PROTECTED[lib] = readonly(G[lib], lib)
 end
 local co = copy(coroutine, { "close", "isyieldable", "resume", "running", "status", "yield" })
--- New coroutines draw on the same instruction budget (PUC Lua keeps hooks per coroutine).
+-- New coroutines draw on the same instruction budget (PUC Lua keeps hooks per coroutine,
+-- SBX-LIMIT-COROUTINES).
 co.create = function(f)
   local c = cocreate(f)
   sethook(c, hook, "", STEP)
