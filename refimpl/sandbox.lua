@@ -15,12 +15,12 @@
 local max_instructions, host_libraries, print_sink = ...
 
 local G = _G
-local sethook = debug.sethook
+local sethook, rawgetmetatable = debug.sethook, debug.getmetatable
 local cocreate, coresume, costatus, corunning = coroutine.create, coroutine.resume,
     coroutine.status, coroutine.running
 local load, pcall, error, type, tostring = load, pcall, error, type, tostring
-local setmetatable, getmetatable, rawset, next, select = setmetatable, getmetatable, rawset, next,
-    select
+local setmetatable, getmetatable, rawget, rawset, next, select = setmetatable, getmetatable,
+    rawget, rawset, next, select
 local tpack, tunpack, tconcat = table.pack, table.unpack, table.concat
 local collectgarbage = collectgarbage
 
@@ -87,13 +87,15 @@ local function plain(e)
   return "(error object is a " .. t .. " value)"
 end
 
+-- As lua.c's msghandler: the raw metatable's __tostring is called and only a string result
+-- counts (a number returned by __tostring does not).
 local function describe(e)
-  local t = type(e)
-  if t == "table" or t == "userdata" then
-    local ok, s = pcall(tostring, e)
-    local mt = getmetatable(e)
-    if ok and type(s) == "string" and type(mt) == "table" and mt.__tostring ~= nil then
-      return s
+  if type(e) ~= "string" and type(e) ~= "number" then
+    local mt = rawgetmetatable(e)
+    local h = mt and rawget(mt, "__tostring")
+    if h ~= nil then
+      local ok, s = pcall(h, e)
+      if ok and type(s) == "string" then return s end
     end
   end
   return plain(e)
