@@ -26,15 +26,18 @@ local collectgarbage = collectgarbage
 
 local STEP = 1000
 local budget, exceeded = 0, false
+-- The coroutines of the current call, all hooked (weak keys: dead ones are collected).
+local hooked = setmetatable({}, { __mode = "k" })
 
--- Counts instructions in steps of STEP; once the budget is spent it raises on every instruction,
--- so a script that catches the error with pcall still cannot go on.
+-- Counts instructions in steps of STEP; once the budget is spent it raises on every instruction
+-- of every coroutine of the call, so a script that catches the error with pcall, or in a
+-- coroutine, still cannot go on.
 local function hook()
   if not exceeded then
     budget = budget - STEP
     if budget >= 0 then return end
     exceeded = true
-    sethook(corunning(), hook, "", 1)
+    for c in next, hooked do sethook(c, hook, "", 1) end
   end
   error("instruction limit exceeded", 0)
 end
@@ -110,6 +113,7 @@ end
 local function protected_call(f, ...)
   local co = cocreate(body)
   budget, exceeded = max_instructions, false
+  hooked = setmetatable({ [co] = true }, { __mode = "k" })
   sethook(co, hook, "", STEP)
   local ok, success, message = coresume(co, f, ...)
   if not ok then return false, plain(success) end
@@ -150,7 +154,8 @@ local co = copy(coroutine, { "close", "isyieldable", "resume", "running", "statu
 -- SBX-LIMIT-COROUTINES).
 co.create = function(f)
   local c = cocreate(f)
-  sethook(c, hook, "", STEP)
+  hooked[c] = true
+  sethook(c, hook, "", exceeded and 1 or STEP)
   return c
 end
 co.wrap = function(f)

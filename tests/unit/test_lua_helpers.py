@@ -96,7 +96,9 @@ def test_exec_error_object_with_tostring_is_described_by_it() -> None:
     L = h.state()
     script = "error(setmetatable({}, {__tostring = function() return 'custom error' end}))"
     assert h.run(L, script) == (False, b"custom error")
-    hidden = "error(setmetatable({}, {__tostring = function() return 'hidden' end, __metatable = 1}))"
+    hidden = (
+        "error(setmetatable({}, {__tostring = function() return 'hidden' end, __metatable = 1}))"
+    )
     assert h.run(L, hidden) == (False, b"hidden")
     h.close()
     assert h.allocator.live() == []
