@@ -186,6 +186,7 @@ def test_console_execute_set_sets_cvar_with_rest_of_line() -> None:
     assert h.registry.get_as_string("name") == "big bad wolf"
     ok, message = h.run(L, "console.execute('set r_fov 500')")
     assert ok is False
+    assert message.startswith(b"script:1: console.execute: ")
     assert h.registry.get_as_string("r_fov") == "75.0"
     h.close()
     assert h.allocator.live() == []
