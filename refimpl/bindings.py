@@ -41,7 +41,7 @@ class BindingContext:
     (LB-EXEC-ENQUEUE): passed in so the Lua layer never imports the runner. Every binding
     reports failures as Lua error strings naming itself (LB-ERRORS-ARE-STRINGS, LB-ARG-CHECK);
     writes and ``exec`` are main-thread only (LB-WRITE-WORKER-ERROR, LB-EXEC-WORKER-ERROR,
-    THR-WORKER-NO-WRITE, THR-ENGINE-WRITES-MAIN)."""
+    THR-ENGINE-WRITES-MAIN)."""
 
     registry: CVarRegistry
     world: World
@@ -285,7 +285,7 @@ def create_lua_state(
     """The seed's ``createLuaState``: a sandboxed state with all four modules, ``exec`` and
     ``print``, then the prelude scripts run in it; a failing prelude closes the half-built state
     and raises :class:`LuaRuntimeError` (LB-MODULES-ALL, LB-STATE-CREATE, LB-PRELUDE-ERROR,
-    ERR-LUA-RAISED, CMP-BINDINGS-ANY-THREAD).
+    CMP-BINDINGS-ANY-THREAD).
     ``functools.partial(create_lua_state, context=..., prelude=...)`` is a pool ``create_fn``."""
     allocation = allocator.alloc(STATE_ALLOCATION, tag="lua_State")
     try:

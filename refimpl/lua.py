@@ -192,7 +192,7 @@ class LuaState:
     def load_prelude(self, scripts: Sequence[bytes]) -> None:
         """Run the prelude scripts now and remember them for :meth:`reset_globals` (D14).
         A failing prelude raises :class:`LuaRuntimeError` with the Lua error text
-        (LB-PRELUDE-ERROR, ERR-LUA-RAISED)."""
+        (LB-PRELUDE-ERROR)."""
         for script in scripts:
             ok, message = self.run_chunk(script, PRELUDE_CHUNKNAME)
             if not ok:

@@ -1,4 +1,4 @@
-"""The ecs and input bindings and their objects (spec/lua-bindings.md LB-ECS, LB-INPUT;
+"""The ecs and input bindings and their objects (spec/lua-bindings.md, the ecs and input rules;
 spec/thread-safety.md for the input and world writers)."""
 
 from __future__ import annotations
