@@ -84,6 +84,9 @@ class ScriptRunner:
         :class:`OutOfMemory` if the copy cannot be made and :class:`ShutDown` after ``deinit``
         or when the pool is shut down; nothing is left allocated then (SR-ENQUEUE-COPY,
         SR-ENQUEUE-ERRORS, D18)."""
+        with self._mutex:
+            if self._closed:
+                raise ShutDown("ScriptRunner is deinitialised")
         copy = self.allocator.dupe(script, tag="script copy")
         item = _WorkItem(copy, on_complete)
         with self._mutex:
