@@ -29,3 +29,12 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: soak oom-sweep
+# The full soak (not part of `check`): 20,000 hostile scripts; prints the balanced counters.
+soak: $(STAMP)
+	$(PY) tests/hostile/hostile_soak.py --scripts 20000
+
+# The table of flows x allocation points that survive an injected allocation failure.
+oom-sweep: $(STAMP)
+	$(PY) tests/hostile/hostile_oom.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import pytest
 from hostile_support import every_state, run, run_on_workers, small_engine
@@ -59,7 +60,7 @@ BAD_SCRIPTS: list[tuple[bytes, bytes]] = [
 def test_bad_scripts_give_error_results_and_the_workers_go_on() -> None:
     engine = small_engine()
     scripts = [script for script, _ in BAD_SCRIPTS]
-    results = run_on_workers(engine, scripts + [b"ok = true"])
+    results = run_on_workers(engine, [*scripts, b"ok = true"])
     assert len(results) == len(scripts) + 1
     for script, expected in BAD_SCRIPTS:
         # Delivery order across two workers is not submission order; match by expectation.
@@ -414,7 +415,7 @@ def test_calls_after_deinit_raise_shut_down_and_allocate_nothing() -> None:
     engine: Engine = small_engine()
     engine.close()
     before = engine.allocator.allocations
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: engine.runner.enqueue_script(b"return 1"),
         lambda: engine.system.update(),
         lambda: engine.system.deinit(),
@@ -422,7 +423,7 @@ def test_calls_after_deinit_raise_shut_down_and_allocate_nothing() -> None:
         lambda: engine.pool.try_acquire(),
         lambda: engine.queue.try_pop(),
         lambda: engine.queue.pop(timeout=0),
-        lambda: engine.thread_pool.submit(print),
+        lambda: engine.thread_pool.submit(len, b""),
     ]
     for call in calls:
         with pytest.raises(ShutDown):
