@@ -66,7 +66,10 @@ def parse_value(kind: CVarType, text: str) -> Value:
     if kind is CVarType.INT:
         if not _INT.fullmatch(text):
             raise InvalidValue(f"{text!r} is not an int")
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than int() converts
+            raise InvalidValue(f"{text[:20]!r}... is too long for an int") from None
     if not _FLOAT.fullmatch(text) or not math.isfinite(number := float(text)):
         raise InvalidValue(f"{text!r} is not a finite float")
     return number

@@ -29,6 +29,8 @@ SCRIPT_CHUNKNAME = b"=script"
 PRELUDE_CHUNKNAME = b"=prelude"
 MEMORY_ERROR = b"not enough memory"
 MAX_DEPTH = 16
+# Room for pushing a call's function and small arguments, beyond the arguments' own bytes.
+ARGUMENT_SLACK = 64 * 1024
 
 
 class Binding(Protocol):
@@ -227,11 +229,19 @@ class LuaState:
     def _call_kernel(self, name: bytes, *args: object) -> tuple[object, object]:
         if self.closed:
             raise ShutDown("the Lua state is closed")
+        # lupa pushes the arguments outside any protected call: a push past the cap aborts the
+        # process. Give the arguments room above the cap (and above what globals already hold)
+        # for this call only (HOS-BIG-INPUT).
+        room = sum(len(a) for a in args if isinstance(a, bytes)) + ARGUMENT_SLACK
+        base = max(self.limits.max_memory, self._runtime.get_memory_used())
+        self._runtime.set_max_memory(base + room)
         try:
             result = self._kernel_fn(name)(*args)
         except lua54.LuaMemoryError:
             # The sandbox itself ran out of memory before the user code's pcall could.
             return (False if name == b"run" else b"error"), MEMORY_ERROR
+        finally:
+            self._runtime.set_max_memory(self.limits.max_memory)
         if not isinstance(result, tuple):
             return result, None
         first, *rest = result

@@ -214,7 +214,7 @@ def test_cvar_writes_from_another_thread_raise_and_change_nothing(write: str) ->
     assert isinstance(on_other_thread(calls[write]), ThreadAffinityError)
     assert registry.names() == ["v"]
     assert registry.get_as_string("v") == "1"
-    assert registry.get_lua_handler("v") is None
+    assert registry.get_lua_handler("v") == ""
 
 
 @pytest.mark.spec("THR-ECS-WRITE-MAIN")
@@ -264,7 +264,7 @@ def test_worker_script_cannot_write_engine_state(binding: str) -> None:
     [(_, payload)] = drain(flow.queue)
     assert payload.startswith(b"ERROR: ")
     assert flow.registry.get_as_string("v") == "1"
-    assert flow.registry.get_lua_handler("v") is None
+    assert flow.registry.get_lua_handler("v") == ""
     assert flow.world.get_component(entity, "T") is None
     assert flow.world.create_entity() == entity + 1
     flow.close()
