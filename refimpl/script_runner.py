@@ -23,7 +23,7 @@ from refimpl.errors import OutOfMemory, QueueFull, ScriptingError, ShutDown, Thr
 from refimpl.lua import LuaState, execute_lua_buffer
 from refimpl.messages import ERROR_PREFIX, is_error_result, script_result_payload
 from refimpl.state_pool import StatePool
-from refimpl.sync import THREADING, Sync
+from refimpl.sync import THREADING, Sync, wait_for
 from refimpl.thread_pool import Executor, ThreadPool
 
 log = logging.getLogger(__name__)
@@ -119,13 +119,7 @@ class ScriptRunner:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no submitted script is pending or running; ``False`` on timeout."""
         with self._idle:
-            deadline = None if timeout is None else self._sync.monotonic() + timeout
-            while self._in_flight:
-                remaining = None if deadline is None else deadline - self._sync.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-            return True
+            return wait_for(self._sync, self._idle, lambda: not self._in_flight, timeout)
 
     def deinit(self) -> None:
         """Refuse new scripts, cancel those not started (their copies are freed, each counted
