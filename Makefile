@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check lint types test spec clean
+.PHONY: demo check lint types test spec clean property-thorough
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,6 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .hypothesis
+
+property-thorough: $(STAMP)
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest tests/property
