@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check lint types test spec trace clean soak oom-sweep
+.PHONY: demo check lint types test spec trace clean soak oom-sweep property-thorough
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,6 @@ trace: $(STAMP)
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: soak oom-sweep
 # The full soak (not part of `check`): 20,000 hostile scripts; prints the balanced counters.
 soak: $(STAMP)
 	$(PY) tests/hostile/hostile_soak.py --scripts 20000
@@ -45,3 +44,7 @@ soak: $(STAMP)
 # The table of flows x allocation points that survive an injected allocation failure.
 oom-sweep: $(STAMP)
 	$(PY) tests/hostile/hostile_oom.py
+
+# Far more Hypothesis examples and steps than `check` runs.
+property-thorough: $(STAMP)
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest tests/property tests/hostile

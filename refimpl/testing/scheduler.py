@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar, TypeVarTuple
+from typing import Generic, ParamSpec, Protocol, TypeVar, TypeVarTuple
 
 from hypothesis import note
 from hypothesis import strategies as st
@@ -64,6 +64,7 @@ from refimpl.sync import Lock
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 Ts = TypeVarTuple("Ts")
+P = ParamSpec("P")
 
 _NOTE_PREFIX = "schedule: "
 
@@ -750,15 +751,16 @@ class SchedThreadPool:
         self._shut = False
         self.workers = [sched.spawn(f"{name}-{i}", self._worker) for i in range(num_workers)]
 
-    def submit(self, fn: Callable[[*Ts], T], *args: *Ts) -> Future[T]:
-        """Queue ``fn(*args)`` for a worker; after :meth:`shutdown` raise :class:`ShutDown`."""
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Queue ``fn(*args, **kwargs)`` for a worker (the shape of
+        :class:`refimpl.thread_pool.Executor`); after :meth:`shutdown` raise :class:`ShutDown`."""
         future: SchedFuture[T] = SchedFuture(self._sched)
 
         def work() -> None:
             if not future.set_running_or_notify_cancel():
                 return
             try:
-                value = fn(*args)
+                value = fn(*args, **kwargs)
             except _Abort:
                 raise
             except BaseException as exc:
