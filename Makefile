@@ -29,3 +29,7 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m bench.run

@@ -78,7 +78,8 @@ class ActionQueue:
                 self._wait_for_room(timeout)
             self._actions.append(action)
             self.pushed += 1
-            self.high_water = max(self.high_water, len(self._actions))
+            if len(self._actions) > self.high_water:
+                self.high_water = len(self._actions)
             self._not_empty.notify()
 
     def try_pop(self) -> Action | None:
@@ -94,17 +95,8 @@ class ActionQueue:
         ``None`` (AQ-POP-BLOCK, AQ-POP-TIMEOUT)."""
         with self._not_empty:
             self._check_open()
-            deadline = None if timeout is None else self._sync.monotonic() + timeout
-            self.pop_waiters += 1
-            try:
-                while not self._actions:
-                    remaining = self._remaining(deadline)
-                    if remaining is not None and remaining <= 0:
-                        return None
-                    self._not_empty.wait(remaining)
-                    self._check_open()
-            finally:
-                self.pop_waiters -= 1
+            if not self._actions and not self._wait_for_action(timeout):
+                return None
             return self._take()
 
     def deinit(self) -> None:
@@ -121,6 +113,20 @@ class ActionQueue:
                 )
             self._not_empty.notify_all()
             self._not_full.notify_all()
+
+    def _wait_for_action(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else self._sync.monotonic() + timeout
+        self.pop_waiters += 1
+        try:
+            while not self._actions:
+                remaining = self._remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._not_empty.wait(remaining)
+                self._check_open()
+        finally:
+            self.pop_waiters -= 1
+        return True
 
     def _wait_for_room(self, timeout: float | None) -> None:
         if timeout is not None and timeout <= 0:
