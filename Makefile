@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check lint types test spec trace clean soak oom-sweep property-thorough
+.PHONY: demo check lint types test spec trace clean soak oom-sweep property-thorough bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,7 @@ oom-sweep: $(STAMP)
 # Far more Hypothesis examples and steps than `check` runs.
 property-thorough: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest tests/property tests/hostile
+
+# Costs against their stdlib and raw-lupa baselines, as ratios (not part of `check`).
+bench: $(STAMP)
+	$(PY) -m bench.run

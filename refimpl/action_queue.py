@@ -88,7 +88,8 @@ class ActionQueue:
                 self._wait_for_room(timeout)
             self._actions.append(action)
             self.pushed += 1
-            self.high_water = max(self.high_water, len(self._actions))
+            if len(self._actions) > self.high_water:
+                self.high_water = len(self._actions)
             self._not_empty.notify()
 
     def try_pop(self) -> Action | None:
@@ -106,18 +107,21 @@ class ActionQueue:
         AQ-POP-TRANSFERS, AQ-WAITERS)."""
         with self._not_empty:
             self._check_open()
-            self.pop_waiters += 1
-            try:
-                ready = wait_for(
-                    self._sync,
-                    self._not_empty,
-                    lambda: bool(self._actions) or self._closed,
-                    timeout,
-                )
-            finally:
-                self.pop_waiters -= 1
-            self._check_open()
-            return self._take() if ready else None
+            if not self._actions:
+                self.pop_waiters += 1
+                try:
+                    ready = wait_for(
+                        self._sync,
+                        self._not_empty,
+                        lambda: bool(self._actions) or self._closed,
+                        timeout,
+                    )
+                finally:
+                    self.pop_waiters -= 1
+                self._check_open()
+                if not ready:
+                    return None
+            return self._take()
 
     def deinit(self) -> None:
         """Close the queue and wake every waiter (they raise :class:`ShutDown`). Messages still

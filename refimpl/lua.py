@@ -83,6 +83,9 @@ class HandlerOutcome(enum.Enum):
     FAILED = "error"
 
 
+_OUTCOMES = {outcome.value.encode(): outcome for outcome in HandlerOutcome}
+
+
 def _deny_attributes(obj: object, name: object, is_setting: bool) -> object:
     # No Python object handed to Lua may be inspected from Lua (SBX-NO-PYTHON).
     raise AttributeError("Python attributes are not accessible from Lua")
@@ -144,6 +147,8 @@ class LuaState:
         )
         assert _is_table(kernel)
         self._kernel = kernel
+        # The per-call entries, looked up once: a Lua table read through lupa costs ~1 us.
+        self._entries = {name: self._kernel_fn(name) for name in (b"run", b"call")}
         self._prelude: list[bytes] = []
         self.allocation: Buffer | None = None
         self.closed = False
@@ -180,7 +185,7 @@ class LuaState:
     def call_global(self, name: bytes, args: Sequence[bytes]) -> tuple[HandlerOutcome, bytes]:
         """Call the global function ``name`` with string ``args`` under the limits."""
         status, detail = self._call_kernel(b"call", name, *args)
-        return HandlerOutcome(_text(status).decode()), b"" if detail is None else _text(detail)
+        return _OUTCOMES[_text(status)], b"" if detail is None else _text(detail)
 
     def register_module(self, name: str, functions: Mapping[str, Binding]) -> None:
         """Install a read-only engine module whose functions call ``functions``."""
@@ -236,7 +241,7 @@ class LuaState:
         base = max(self.limits.max_memory, self._runtime.get_memory_used())
         self._runtime.set_max_memory(base + room)
         try:
-            result = self._kernel_fn(name)(*args)
+            result = self._entries[name](*args)
         except lua54.LuaMemoryError:
             # The sandbox itself ran out of memory before the user code's pcall could.
             return (False if name == b"run" else b"error"), MEMORY_ERROR
@@ -287,6 +292,8 @@ def invoke_named_handler(
     name = handler_name.encode() if isinstance(handler_name, str) else handler_name
     raw = [a.encode() if isinstance(a, str) else a for a in args]
     outcome, detail = L.call_global(name, raw)
+    if outcome is HandlerOutcome.INVOKED:
+        return outcome
     label = name.decode(errors="replace")
     if outcome is HandlerOutcome.MISSING:
         log.warning("Lua handler %r is not defined", label)

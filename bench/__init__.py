@@ -1,0 +1,1 @@
+"""Benchmarks of the reference implementation against its natural baselines (``make bench``)."""
