@@ -22,12 +22,14 @@ The models know nothing of buffers or allocators: items are whatever the caller 
 
 from __future__ import annotations
 
-import enum
 import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from refimpl.action_queue import ActionKind
+from refimpl.scripting_system import SystemStats
 
 T = TypeVar("T")
 
@@ -158,34 +160,10 @@ class CVarModel:
         return taken
 
 
-class Kind(enum.Enum):
-    """The action kinds, by the seed's names."""
-
-    ScriptResult = "ScriptResult"
-    CVarLua = "CVarLua"
-    CVarNative = "CVarNative"
-
-
 @dataclass(frozen=True)
 class ModelAction:
-    kind: Kind
+    kind: ActionKind
     payload: bytes
-
-
-@dataclass
-class DispatchCounts:
-    """What the dispatcher did, by the names of ``SystemStats``."""
-
-    cvar_events: int = 0
-    cvar_actions: int = 0
-    cvar_dropped: int = 0
-    handlers_invoked: int = 0
-    handler_failures: int = 0
-    deferred: int = 0
-    malformed: int = 0
-    script_ok: int = 0
-    script_errors: int = 0
-    native_ignored: int = 0
 
 
 @dataclass
@@ -204,7 +182,7 @@ class DispatchModel:
     deferred: ModelAction | None = None
     calls: list[tuple[bytes, bytes, bytes, bytes]] = field(default_factory=list)
     results: list[bytes] = field(default_factory=list)
-    counts: DispatchCounts = field(default_factory=DispatchCounts)
+    counts: SystemStats = field(default_factory=SystemStats)
 
     def __post_init__(self) -> None:
         self.queue = QueueModel(self.capacity)
@@ -223,7 +201,7 @@ class DispatchModel:
                 continue
             fields = (change.handler, change.name, change.old, change.new)
             payload = b"\x00".join(f.encode() for f in fields)
-            if self.push(ModelAction(Kind.CVarLua, payload)):
+            if self.push(ModelAction(ActionKind.CVarLua, payload)):
                 self.counts.cvar_actions += 1
             else:
                 self.counts.cvar_dropped += 1
@@ -232,16 +210,16 @@ class DispatchModel:
             action, self.deferred = self.deferred or self.queue.pop(), None
             if action is None:
                 return
-            if action.kind is Kind.CVarLua and free_states <= 0:
+            if action.kind is ActionKind.CVarLua and free_states <= 0:
                 self.deferred = action
                 self.counts.deferred += 1
                 return
             self._dispatch(action)
 
     def _dispatch(self, action: ModelAction) -> None:
-        if action.kind is Kind.CVarNative:
+        if action.kind is ActionKind.CVarNative:
             self.counts.native_ignored += 1
-        elif action.kind is Kind.ScriptResult:
+        elif action.kind is ActionKind.ScriptResult:
             self.results.append(action.payload)
             if action.payload.startswith(b"ERROR:"):
                 self.counts.script_errors += 1

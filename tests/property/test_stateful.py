@@ -31,7 +31,6 @@ from refimpl.testing.models import (
     ChangeRecord,
     CVarModel,
     DispatchModel,
-    Kind,
     ModelAction,
     ModelValue,
 )
@@ -226,9 +225,9 @@ class SystemMachine(RuleBasedStateMachine):
             self.queue.push(Action(kind, message))
         except QueueFull:
             self.alloc.free(message)
-            assert not self.model.push(ModelAction(Kind(kind.value), payload))
+            assert not self.model.push(ModelAction(kind, payload))
         else:
-            assert self.model.push(ModelAction(Kind(kind.value), payload))
+            assert self.model.push(ModelAction(kind, payload))
 
     @rule(ok=st.booleans(), text=FIELD)
     def push_result(self, ok: bool, text: bytes) -> None:
