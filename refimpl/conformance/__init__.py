@@ -1,0 +1,1 @@
+"""Conformance tooling: recorded histories of concurrent calls and their checkers."""
