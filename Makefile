@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check lint types test spec clean
+.PHONY: demo check lint types test spec trace clean soak oom-sweep
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m refimpl demo
 
-check: lint types test
+check: lint types test trace
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -30,5 +30,18 @@ test: $(STAMP)
 spec: $(STAMP)
 	$(PY) tools/trace.py spec
 
+# Every rule has a passing test, every test cites known rules (reads build/trace.json).
+trace: $(STAMP)
+	$(PY) tools/trace.py check
+
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: soak oom-sweep
+# The full soak (not part of `check`): 20,000 hostile scripts; prints the balanced counters.
+soak: $(STAMP)
+	$(PY) tests/hostile/hostile_soak.py --scripts 20000
+
+# The table of flows x allocation points that survive an injected allocation failure.
+oom-sweep: $(STAMP)
+	$(PY) tests/hostile/hostile_oom.py

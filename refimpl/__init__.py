@@ -1,6 +1,7 @@
 """refimpl: the executable reference of the multi-threaded Lua scripting subsystem.
 
-Every public name of the seed's tables, in Python spelling, importable from here.
+Every public name of the seed's tables, in Python spelling, importable from here
+(CMP-PUBLIC-NAMES).
 """
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from refimpl.allocator import Buffer, TrackingAllocator
 from refimpl.errors import InvalidArgument, QueueFull, ShutDown, WrongAllocator
-from refimpl.sync import THREADING, Sync
+from refimpl.sync import THREADING, Sync, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -106,18 +106,18 @@ class ActionQueue:
         AQ-POP-TRANSFERS, AQ-WAITERS)."""
         with self._not_empty:
             self._check_open()
-            deadline = None if timeout is None else self._sync.monotonic() + timeout
             self.pop_waiters += 1
             try:
-                while not self._actions:
-                    remaining = self._remaining(deadline)
-                    if remaining is not None and remaining <= 0:
-                        return None
-                    self._not_empty.wait(remaining)
-                    self._check_open()
+                ready = wait_for(
+                    self._sync,
+                    self._not_empty,
+                    lambda: bool(self._actions) or self._closed,
+                    timeout,
+                )
             finally:
                 self.pop_waiters -= 1
-            return self._take()
+            self._check_open()
+            return self._take() if ready else None
 
     def deinit(self) -> None:
         """Close the queue and wake every waiter (they raise :class:`ShutDown`). Messages still
@@ -138,17 +138,17 @@ class ActionQueue:
     def _wait_for_room(self, timeout: float | None) -> None:
         if timeout is not None and timeout <= 0:
             self._reject()
-        deadline = None if timeout is None else self._sync.monotonic() + timeout
         self.push_waiters += 1
         try:
-            while len(self._actions) >= self.capacity:
-                remaining = self._remaining(deadline)
-                if remaining is not None and remaining <= 0:
-                    self._reject()
-                self._not_full.wait(remaining)
-                self._check_open()
+            ready = wait_for(self._sync, self._not_full, self._has_room_or_closed, timeout)
         finally:
             self.push_waiters -= 1
+        self._check_open()
+        if not ready:
+            self._reject()
+
+    def _has_room_or_closed(self) -> bool:
+        return len(self._actions) < self.capacity or self._closed
 
     def _reject(self) -> None:
         self.full_count += 1
@@ -159,9 +159,6 @@ class ActionQueue:
         self.popped += 1
         self._not_full.notify()
         return action
-
-    def _remaining(self, deadline: float | None) -> float | None:
-        return None if deadline is None else deadline - self._sync.monotonic()
 
     def _check_open(self) -> None:
         if self._closed:

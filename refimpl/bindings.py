@@ -38,7 +38,10 @@ LOG_LEVELS = {
 @dataclass(frozen=True)
 class BindingContext:
     """What the bindings reach. ``enqueue`` is the runner's ``enqueue_script`` for ``exec``
-    (D21): passed in so the Lua layer never imports the runner."""
+    (LB-EXEC-ENQUEUE): passed in so the Lua layer never imports the runner. Every binding
+    reports failures as Lua error strings naming itself (LB-ERRORS-ARE-STRINGS, LB-ARG-CHECK);
+    writes and ``exec`` are main-thread only (LB-WRITE-WORKER-ERROR, LB-EXEC-WORKER-ERROR,
+    THR-ENGINE-WRITES-MAIN)."""
 
     registry: CVarRegistry
     world: World
@@ -51,7 +54,8 @@ class BindingContext:
 
 
 def lua_binding(name: str) -> Callable[[Binding], Binding]:
-    """Turn a binding's :class:`ScriptingError` into the Lua error ``<name>: <message>``."""
+    """Turn a binding's :class:`ScriptingError` into the Lua error ``<name>: <message>``
+    (LB-ERRORS-ARE-STRINGS, LB-ARG-CHECK)."""
 
     def decorate(function: Binding) -> Binding:
         @wraps(function)
@@ -104,14 +108,17 @@ def _lua_type_name(value: object) -> str:
 
 
 def register_console_functions(L: LuaState, context: BindingContext) -> None:
-    """``console.log(level, msg)`` and ``console.execute(cmd)`` (LB-CONSOLE-LOG,
-    LB-CONSOLE-EXECUTE, D19)."""
+    """``console.log(level, msg)`` and ``console.execute(cmd)``; ``print`` itself is installed
+    by :class:`LuaState` with this module's logger as its sink (LB-CONSOLE-LOG,
+    LB-CONSOLE-LOG-LEVEL, LB-CONSOLE-EXECUTE, LB-CONSOLE-EXECUTE-GET, LB-CONSOLE-EXECUTE-TOGGLE,
+    LB-CONSOLE-EXECUTE-RESET, LB-CONSOLE-EXECUTE-UNKNOWN, LB-PRINT)."""
 
     @lua_binding("console.log")
     def console_log(*args: object) -> tuple[object, ...]:
         level, message = _args(args, 2)
         if not isinstance(level, bytes) or level not in LOG_LEVELS:
-            raise InvalidArgument("level must be one of debug, info, warn, error")
+            shown = level.decode(errors="replace") if isinstance(level, bytes) else level
+            raise InvalidArgument(f"unknown level {shown!r} (expected debug, info, warn or error)")
         log.log(LOG_LEVELS[level], "%s", _string(message, "message"))
         return ()
 
@@ -126,15 +133,22 @@ def register_console_functions(L: LuaState, context: BindingContext) -> None:
 
 def execute_console_command(registry: CVarRegistry, line: str) -> str | None:
     """Run one console line: ``set <name> <value>``, ``get <name>``, ``toggle <name>``,
-    ``reset <name>``; ``get`` returns the value (LB-CONSOLE-EXECUTE, D19)."""
+    ``reset <name>``; ``get`` returns the value; the value of ``set`` is the rest of the line
+    after the name (LB-CONSOLE-EXECUTE, LB-CONSOLE-EXECUTE-GET, LB-CONSOLE-EXECUTE-TOGGLE,
+    LB-CONSOLE-EXECUTE-RESET, LB-CONSOLE-EXECUTE-UNKNOWN)."""
     verb, _, rest = line.strip().partition(" ")
     name, _, value = rest.strip().partition(" ")
+    value = value.strip()
     if verb not in ("set", "get", "toggle", "reset"):
         raise InvalidArgument(f"unknown console command {verb!r}")
     if not name:
         raise InvalidArgument(f"{verb}: cvar name expected")
+    if verb == "set" and not value:
+        raise InvalidArgument("set: usage is 'set <name> <value>'")
+    if verb != "set" and value:
+        raise InvalidArgument(f"{verb}: usage is '{verb} <name>'")
     if verb == "set":
-        registry.set_from_string(name, value.strip())
+        registry.set_from_string(name, value)
     elif verb == "toggle":
         registry.toggle(name)
     elif verb == "reset":
@@ -170,7 +184,7 @@ def register_cvar_functions(L: LuaState, context: BindingContext) -> None:
     def cvar_get_lua_handler(*args: object) -> tuple[object, ...]:
         (name,) = _args(args, 1)
         handler = registry.get_lua_handler(_string(name, "name"))
-        return (None if handler is None else handler.encode(),)
+        return (handler.encode() if handler else None,)
 
     L.register_module(
         "cvar",
@@ -224,7 +238,8 @@ def register_ecs_functions(L: LuaState, context: BindingContext) -> None:
 
 
 def register_input_functions(L: LuaState, context: BindingContext) -> None:
-    """``input.isKeyPressed(key)`` and ``input.getMousePos()`` (LB-INPUT-KEY, LB-INPUT-MOUSE)."""
+    """``input.isKeyPressed(key)`` and ``input.getMousePos()`` (LB-INPUT-KEY, LB-INPUT-MOUSE,
+    THR-READS-ANY-THREAD)."""
     state = context.input
 
     @lua_binding("input.isKeyPressed")
@@ -242,7 +257,8 @@ def register_input_functions(L: LuaState, context: BindingContext) -> None:
 
 
 def register_exec_function(L: LuaState, context: BindingContext) -> None:
-    """The global ``exec(script)``: enqueue on the runner, main thread only (LB-EXEC, D21)."""
+    """The global ``exec(script)``: enqueue on the runner, main thread only (LB-EXEC-ENQUEUE,
+    LB-EXEC-WORKER-ERROR)."""
 
     @lua_binding("exec")
     def exec_script(*args: object) -> tuple[object, ...]:
@@ -267,11 +283,17 @@ def create_lua_state(
     limits: LuaLimits = DEFAULT_LIMITS,
 ) -> LuaState:
     """The seed's ``createLuaState``: a sandboxed state with all four modules, ``exec`` and
-    ``print``, then the prelude scripts run in it (LB-ALL-MODULES, LB-PRELUDE, D13, D14).
+    ``print``, then the prelude scripts run in it; a failing prelude closes the half-built state
+    and raises :class:`LuaRuntimeError` (LB-MODULES-ALL, LB-STATE-CREATE, LB-PRELUDE-ERROR,
+    CMP-BINDINGS-ANY-THREAD).
     ``functools.partial(create_lua_state, context=..., prelude=...)`` is a pool ``create_fn``."""
     allocation = allocator.alloc(STATE_ALLOCATION, tag="lua_State")
     try:
         L = LuaState(limits, print_sink=lambda line: log.info("%s", line.decode(errors="replace")))
+    except BaseException:
+        allocator.free(allocation)
+        raise
+    try:
         for register in (
             register_console_functions,
             register_cvar_functions,
@@ -282,6 +304,7 @@ def create_lua_state(
             register(L, context)
         L.load_prelude([s.encode() if isinstance(s, str) else s for s in prelude])
     except BaseException:
+        L.close()
         allocator.free(allocation)
         raise
     L.allocation = allocation
@@ -289,7 +312,8 @@ def create_lua_state(
 
 
 def destroy_lua_state(L: LuaState) -> None:
-    """The seed's ``destroyLuaState``: close the state and free its allocation."""
+    """The seed's ``destroyLuaState``: close the state (later use raises ``ShutDown``) and free
+    its allocation (LB-STATE-DESTROY)."""
     L.close()
     if L.allocation is not None:
         L.allocation.allocator.free(L.allocation)

@@ -1,5 +1,8 @@
 """Command line: ``python -m refimpl demo`` (the main job) and ``python -m refimpl exec``
-(ENG-CLI-DEMO, ENG-CLI-EXEC)."""
+(ENG-CLI-DEMO, ENG-CLI-EXEC, ENG-CLI-EXEC-ERROR, ENG-CLI-EXEC-FILE, ENG-CLI-USAGE).
+
+The console log (logger ``refimpl.console``) goes to standard output; every other diagnostic
+goes to standard error."""
 
 from __future__ import annotations
 
@@ -130,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(threadName)-10s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The console log (print, console.log) is the program's output: standard output.
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    console_log = logging.getLogger("refimpl.console")
+    console_log.addHandler(console)
+    console_log.propagate = False
     if args.command == "demo":
         return demo(args.workers)
     script: bytes = args.file.read_bytes() if args.file is not None else args.script.encode()

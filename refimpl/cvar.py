@@ -43,7 +43,8 @@ def type_of(value: Value) -> CVarType:
 
 
 def format_value(value: Value) -> str:
-    """The one canonical text of a value (CV-CANONICAL-TEXT, D9): floats as the shortest
+    """The one canonical text of a value (CV-FORMAT-FLOAT, CV-FORMAT-INT, CV-FORMAT-BOOL,
+    CV-FORMAT-STR, CV-GET-CANONICAL): floats as the shortest
     round-trip decimal keeping ``.0`` for integral values, ints in decimal, bools
     ``true``/``false``, strings as they are."""
     if isinstance(value, bool):
@@ -54,7 +55,8 @@ def format_value(value: Value) -> str:
 
 
 def parse_value(kind: CVarType, text: str) -> Value:
-    """Parse ``text`` as a value of ``kind``, or raise :class:`InvalidValue` (CV-SET-VALIDATE)."""
+    """Parse ``text`` as a value of ``kind``, or raise :class:`InvalidValue` (CV-SET-PARSE,
+    CV-SET-RANGE)."""
     if kind is CVarType.STRING:
         return text
     if kind is CVarType.BOOL:
@@ -64,7 +66,10 @@ def parse_value(kind: CVarType, text: str) -> Value:
     if kind is CVarType.INT:
         if not _INT.fullmatch(text):
             raise InvalidValue(f"{text!r} is not an int")
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than int() converts
+            raise InvalidValue(f"{text[:20]!r}... is too long for an int") from None
     if not _FLOAT.fullmatch(text) or not math.isfinite(number := float(text)):
         raise InvalidValue(f"{text!r} is not a finite float")
     return number
@@ -84,7 +89,7 @@ class CVar:
 @dataclass(frozen=True)
 class CVarChangeEvent:
     """One recorded change; every field is a :class:`Buffer` of the allocator given to
-    ``take_pending_changes``, freed by its caller (CV-EVENT-OWNERSHIP, MEM-CVAR-EVENTS)."""
+    ``take_pending_changes``, freed by its caller (MEM-CVAR-EVENTS, CV-TAKE-ORDER)."""
 
     name: Buffer
     old_value: Buffer
@@ -103,8 +108,8 @@ class _Change:
 class CVarRegistry:
     """Console variables. Writes (``register``, ``set_from_string``, ``set_lua_handler``,
     ``take_pending_changes``) are main-thread only, the main thread being the one that created
-    the registry; reads work from any thread under the registry's lock (THR-WRITE-MAIN-ONLY,
-    THR-READ-ANY-THREAD)."""
+    the registry; reads work from any thread under the registry's lock (THR-CVAR-WRITE-MAIN,
+    THR-CVAR-READ-ANY-THREAD)."""
 
     def __init__(self) -> None:
         self.main_thread = threading.get_ident()
@@ -121,8 +126,15 @@ class CVarRegistry:
         max: float | None = None,
         on_change_lua: str = "",
     ) -> None:
-        """Declare a variable; its type is the default's Python type (CV-REGISTER)."""
+        """Declare a variable; its type is the default's Python type, which must be bool, int,
+        float or str (CV-REGISTER-TYPE, CV-REGISTER-DUPLICATE, THR-CVAR-WRITE-MAIN)."""
         self._check_main("register")
+        given: object = default  # callers outside mypy can pass anything
+        if not isinstance(given, bool | int | float | str):
+            raise InvalidArgument(
+                f"cvar {name!r}: default must be bool, int, float or str, not "
+                f"{type(given).__name__}"
+            )
         kind = type_of(default)
         if (min is not None or max is not None) and kind not in (CVarType.INT, CVarType.FLOAT):
             raise InvalidArgument(f"cvar {name!r}: bounds apply to int and float only")
@@ -135,7 +147,8 @@ class CVarRegistry:
 
     def set_from_string(self, name: str, value: str) -> None:
         """Parse and store ``value``; a change of canonical text is recorded as a pending event
-        with the handler name current now (CV-SET-VALIDATE, CV-EVENT-ON-CHANGE, D8)."""
+        with the handler name current now (CV-UNKNOWN, CV-SET-PARSE, CV-SET-RANGE,
+        CV-EVENT-RECORD, CV-EVENT-HANDLER-CAPTURED, THR-CVAR-WRITE-MAIN)."""
         self._check_main("set_from_string")
         with self._lock:
             cvar = self._get(name)
@@ -144,14 +157,14 @@ class CVarRegistry:
             self._store(cvar, new)
 
     def reset(self, name: str) -> None:
-        """Restore the default (console verb ``reset``, D19)."""
+        """Restore the default (console verb ``reset``, LB-CONSOLE-EXECUTE-RESET)."""
         self._check_main("reset")
         with self._lock:
             cvar = self._get(name)
             self._store(cvar, cvar.default)
 
     def toggle(self, name: str) -> None:
-        """Flip a bool variable (console verb ``toggle``, D19)."""
+        """Flip a bool variable (console verb ``toggle``, LB-CONSOLE-EXECUTE-TOGGLE)."""
         self._check_main("toggle")
         with self._lock:
             cvar = self._get(name)
@@ -160,25 +173,29 @@ class CVarRegistry:
             self._store(cvar, not cvar.value)
 
     def get_as_string(self, name: str) -> str:
-        """The canonical text of the current value, from any thread (CV-GET, D9)."""
+        """The canonical text of the current value, from any thread (CV-GET-CANONICAL,
+        CV-UNKNOWN, THR-CVAR-READ-ANY-THREAD)."""
         with self._lock:
             return format_value(self._get(name).value)
 
     def set_lua_handler(self, name: str, handler: str) -> None:
-        """Name the Lua global function to call when ``name`` changes (CV-HANDLER)."""
+        """Name the Lua global function to call when ``name`` changes (CV-HANDLER-GET,
+        CV-UNKNOWN, THR-CVAR-WRITE-MAIN)."""
         self._check_main("set_lua_handler")
         with self._lock:
             self._get(name).on_change_lua = handler
 
-    def get_lua_handler(self, name: str) -> str | None:
-        """The handler name, or ``None`` when none is set (CV-HANDLER)."""
+    def get_lua_handler(self, name: str) -> str:
+        """The handler name, or the empty string when none is set (CV-HANDLER-GET, CV-UNKNOWN,
+        THR-CVAR-READ-ANY-THREAD)."""
         with self._lock:
-            return self._get(name).on_change_lua or None
+            return self._get(name).on_change_lua
 
     def take_pending_changes(self, allocator: TrackingAllocator) -> list[CVarChangeEvent]:
         """Hand over the recorded changes in change order, each field allocated with
         ``allocator``. If an allocation fails, nothing is handed over or lost: the changes stay
-        pending and :class:`OutOfMemory` propagates (CV-EVENTS-ORDER, CV-EVENT-OWNERSHIP)."""
+        pending and :class:`OutOfMemory` propagates (CV-TAKE-ORDER, CV-TAKE-OOM,
+        MEM-CVAR-EVENTS)."""
         self._check_main("take_pending_changes")
         with self._lock:
             changes = list(self._pending)

@@ -1,7 +1,7 @@
 """The smallest world the seed's ECS module needs: entities with named components of plain data.
 
 Writes are main-thread only (the thread that created the world); reads work from any thread
-under the world's lock (THR-WRITE-MAIN-ONLY, THR-READ-ANY-THREAD, LB-ECS-*).
+under the world's lock (THR-ECS-WRITE-MAIN, THR-READS-ANY-THREAD).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class World:
         self._components: dict[int, dict[str, Data]] = {}
 
     def create_entity(self) -> int:
-        """A new entity id, unique for the world's lifetime (LB-ECS-CREATE)."""
+        """A new entity id, unique for the world's lifetime (LB-ECS-CREATE, THR-ECS-WRITE-MAIN)."""
         self._check_main("create_entity")
         with self._lock:
             entity = self._next_id
@@ -35,13 +35,15 @@ class World:
             return entity
 
     def add_component(self, entity: int, name: str, data: Data) -> None:
-        """Attach (or replace) component ``name`` on ``entity`` (LB-ECS-ADD)."""
+        """Attach (or replace) a deep copy of component ``name`` on ``entity`` (LB-ECS-ADD,
+        THR-ECS-WRITE-MAIN)."""
         self._check_main("add_component")
         with self._lock:
             self._entity(entity)[name] = copy.deepcopy(data)
 
     def get_component(self, entity: int, name: str) -> Data | None:
-        """A copy of the component, or ``None`` if the entity lacks it (LB-ECS-GET)."""
+        """A copy of the component, or ``None`` if the entity lacks it (LB-ECS-GET,
+        THR-READS-ANY-THREAD)."""
         with self._lock:
             component = self._entity(entity).get(name)
             return copy.deepcopy(component)

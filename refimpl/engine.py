@@ -1,7 +1,7 @@
-"""One complete system, wired with the seed's sizing heuristics (ENG-WIRING): a state pool of
-``workers + 1`` states (one per worker plus one for main-thread handlers) and an ActionQueue of
-256 actions. ``close`` shuts everything down in dependency order and leaves no live
-allocation (ENG-CLOSE)."""
+"""One complete system, wired with the seed's sizing heuristics (ENG-WIRING, PERF-POOL-SIZE,
+PERF-QUEUE-CAPACITY): a state pool of ``workers + 1`` states (one per worker plus one for
+main-thread handlers) and an ActionQueue of 256 actions. ``close`` shuts everything down in
+dependency order and leaves no live allocation (ENG-CLOSE-ORDER, ENG-CLOSE-ZERO-LIVE)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from refimpl.action_queue import ActionQueue
 from refimpl.allocator import TrackingAllocator
 from refimpl.bindings import BindingContext, create_lua_state, destroy_lua_state
-from refimpl.cvar import CVarRegistry, free_event
+from refimpl.cvar import CVarRegistry
 from refimpl.ecs import World
 from refimpl.input import InputState
 from refimpl.lua import DEFAULT_LIMITS, LuaLimits, LuaState
@@ -27,7 +27,9 @@ DEFAULT_QUEUE_CAPACITY = 256
 
 
 class Engine:
-    """``Engine(workers=2)`` gives a working system; call ``system.update()`` each frame."""
+    """``Engine(workers=2)`` gives a working system; call ``system.update()`` each frame.
+    Every pooled state runs ``prelude`` and its ``exec`` enqueues on ``runner`` (ENG-WIRING,
+    ENG-PRELUDE, PERF-POOL-SIZE, PERF-QUEUE-CAPACITY)."""
 
     def __init__(
         self,
@@ -64,30 +66,27 @@ class Engine:
         self.runner.enqueue_script(script)
 
     def close(self) -> None:
-        """Stop the runner (not-started scripts are cancelled), deliver what the workers
-        produced with one last update, discard what remains, then free the queue and the pool
-        (ENG-CLOSE). Idempotent."""
+        """Deinit the runner (not-started scripts are cancelled, running ones awaited), shut
+        down the thread pool, deinit the system, drain and free what is still queued, deinit
+        the queue, then the pool; nothing is left live. Idempotent (ENG-CLOSE-ORDER,
+        ENG-CLOSE-ZERO-LIVE, ENG-CLOSE-TWICE)."""
         if self._closed:
             return
         self._closed = True
         self.runner.deinit()
         self.thread_pool.shutdown()
-        self.system.update()
-        self._discard_leftovers()
         self.system.deinit()
+        self._discard_leftovers()
         self.queue.deinit()
         self.pool.deinit()
 
     def _discard_leftovers(self) -> None:
-        # Actions and changes produced by the last update's handlers have no later frame.
+        # Actions not consumed by a last update() have no later frame: drain and free them.
         while (action := self.queue.try_pop()) is not None:
             self.queue.allocator.free(action.message)
             self.discarded += 1
-        for event in self.cvars.take_pending_changes(self.allocator):
-            free_event(self.allocator, event)
-            self.discarded += 1
         if self.discarded:
-            log.warning("close discarded %d undelivered action(s)/change(s)", self.discarded)
+            log.warning("close discarded %d undelivered action(s)", self.discarded)
 
     def __enter__(self) -> Engine:
         return self

@@ -20,7 +20,7 @@ from lupa import lua54
 
 from refimpl.allocator import Buffer, TrackingAllocator
 from refimpl.ecs import Data
-from refimpl.errors import InvalidArgument
+from refimpl.errors import InvalidArgument, LuaRuntimeError, ShutDown
 from refimpl.messages import OK
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ SCRIPT_CHUNKNAME = b"=script"
 PRELUDE_CHUNKNAME = b"=prelude"
 MEMORY_ERROR = b"not enough memory"
 MAX_DEPTH = 16
+# Room for pushing a call's function and small arguments, beyond the arguments' own bytes.
+ARGUMENT_SLACK = 64 * 1024
 
 
 class Binding(Protocol):
@@ -40,11 +42,19 @@ class Binding(Protocol):
 
 @dataclass(frozen=True)
 class LuaLimits:
-    """Bounds for one state (SBX-MEMORY, SBX-INSTRUCTIONS, SBX-HOST-LIBS).
+    """Bounds for one state (SBX-MAX-MEMORY, SBX-MAX-INSTRUCTIONS, SBX-LIMITS-DEFAULTS,
+    SBX-HOST-LIBS-OPTION, SBX-C-FUNCTIONS).
 
     ``max_memory`` is bytes above the runtime's base heap; ``max_instructions`` bounds one
     script or handler call; ``host_libraries`` turns ``io``, ``os``, ``debug``, ``package``,
     ``require``, ``dofile`` and ``loadfile`` back on (never do this for untrusted scripts).
+
+    Uninterruptible native code: the count hook only fires between VM instructions, so one call
+    of a C library function runs to its end however long it takes. Those that can overrun the
+    budget on large or adversarial inputs are the pattern functions ``string.find``,
+    ``string.match``, ``string.gmatch`` and ``string.gsub`` (backtracking patterns), and
+    ``string.rep``, ``table.concat``, ``table.sort`` and ``string.format`` on large inputs
+    (bounded only by ``max_memory``). No bound is placed on their inputs.
     """
 
     max_memory: int = 32 * 1024 * 1024
@@ -58,14 +68,14 @@ DEFAULT_LIMITS = LuaLimits()
 @dataclass(frozen=True)
 class ExecuteResult:
     """``executeLuaBuffer``'s result: ``message`` is ``OK`` or the raw Lua error text, allocated
-    with the caller's allocator; the caller frees it (LH-EXEC-RESULT, MEM-EXECUTE-RESULT)."""
+    with the caller's allocator; the caller frees it (LH-EXEC-OK, MEM-EXEC-MESSAGE)."""
 
     success: bool
     message: Buffer
 
 
 class HandlerOutcome(enum.Enum):
-    """What a named-handler call did (LH-HANDLER-MISSING, LH-HANDLER-ERROR)."""
+    """What a named-handler call did (LH-CALL-MISSING, LH-CALL-ERROR)."""
 
     INVOKED = "ok"
     MISSING = "missing"
@@ -94,10 +104,12 @@ def _text(value: object) -> bytes:
 
 
 class LuaState:
-    """One sandboxed Lua state: the seed's ``lua_State`` (SBX-NO-PYTHON, SBX-PROTECTED).
+    """One sandboxed Lua state: the seed's ``lua_State`` (SBX-NO-PYTHON, SBX-HOST-LIBS-ABSENT,
+    SBX-STDLIBS-OPEN, SBX-PROTECTED-GLOBALS, SBX-PROTECTED-FIELDS, SBX-LIMIT-COROUTINES).
 
-    Used by one thread at a time (the pool's lease guarantees it). ``print`` writes its line to
-    ``print_sink`` (D22). Globals defined by chunks persist across calls (D14).
+    Used by one thread at a time (the pool's lease guarantees it, THR-STATE-ONE-THREAD).
+    ``print`` writes its line to ``print_sink`` (LB-PRINT). Globals defined by chunks persist
+    across calls (SBX-GLOBALS-PERSIST).
     """
 
     def __init__(
@@ -118,7 +130,8 @@ class LuaState:
             attribute_filter=_deny_attributes,
         )
         globals_ = self._runtime.globals()
-        # register_eval/register_builtins leave the module itself reachable (LUPA-NOTES).
+        # register_eval/register_builtins leave the module itself reachable (a measured
+        # lupa fact).
         globals_[b"python"] = None
         package_loaded = globals_[b"package"]
         assert _is_table(package_loaded)
@@ -160,7 +173,7 @@ class LuaState:
 
     def run_chunk(self, script: bytes, chunkname: bytes = SCRIPT_CHUNKNAME) -> tuple[bool, bytes]:
         """Load ``script`` as a text chunk and run it under the limits; ``(True, b"")`` or
-        ``(False, error text)``. Return values are discarded (LH-EXEC-DISCARD)."""
+        ``(False, error text)``. Return values are discarded (LH-EXEC-OK, SBX-LOAD-TEXT)."""
         ok, message = self._call_kernel(b"run", script, chunkname)
         return ok is True, b"" if ok is True else _text(message)
 
@@ -180,11 +193,12 @@ class LuaState:
 
     def load_prelude(self, scripts: Sequence[bytes]) -> None:
         """Run the prelude scripts now and remember them for :meth:`reset_globals` (D14).
-        A failing prelude is an error of the configuration: raise it."""
+        A failing prelude raises :class:`LuaRuntimeError` with the Lua error text
+        (LB-PRELUDE-ERROR)."""
         for script in scripts:
             ok, message = self.run_chunk(script, PRELUDE_CHUNKNAME)
             if not ok:
-                raise InvalidArgument(f"prelude failed: {message.decode(errors='replace')}")
+                raise LuaRuntimeError(message.decode(errors="replace"))
         self._prelude = list(scripts)
 
     def reset_globals(self) -> None:
@@ -195,14 +209,16 @@ class LuaState:
 
     def recover_after_failure(self) -> None:
         """After a failed call, collect garbage; if globals still hold more than half the
-        memory cap, reset them so the state serves the next lease (SBX-MEMORY-RECOVER)."""
+        memory cap, reset them so the state serves the next lease (SBX-MAX-MEMORY,
+        LH-STATE-USABLE)."""
         self._runtime.gccollect()
         if self._runtime.get_memory_used() > self.limits.max_memory // 2:
             log.warning("Lua state globals hold over half the memory cap; resetting them")
             self.reset_globals()
 
     def close(self) -> None:
-        """Drop the runtime (the seed's ``lua_close``)."""
+        """Close the state (the seed's ``lua_close``): any later call raises :class:`ShutDown`
+        (LB-STATE-DESTROY)."""
         self.closed = True
 
     def _kernel_fn(self, name: bytes) -> lua54._LuaFunction:
@@ -211,11 +227,21 @@ class LuaState:
         return fn
 
     def _call_kernel(self, name: bytes, *args: object) -> tuple[object, object]:
+        if self.closed:
+            raise ShutDown("the Lua state is closed")
+        # lupa pushes the arguments outside any protected call: a push past the cap aborts the
+        # process. Give the arguments room above the cap (and above what globals already hold)
+        # for this call only (HOS-BIG-INPUT).
+        room = sum(len(a) for a in args if isinstance(a, bytes)) + ARGUMENT_SLACK
+        base = max(self.limits.max_memory, self._runtime.get_memory_used())
+        self._runtime.set_max_memory(base + room)
         try:
             result = self._kernel_fn(name)(*args)
         except lua54.LuaMemoryError:
             # The sandbox itself ran out of memory before the user code's pcall could.
             return (False if name == b"run" else b"error"), MEMORY_ERROR
+        finally:
+            self._runtime.set_max_memory(self.limits.max_memory)
         if not isinstance(result, tuple):
             return result, None
         first, *rest = result
@@ -240,7 +266,10 @@ def execute_lua_buffer(
 ) -> ExecuteResult:
     """Run ``script`` in ``L``: success with message ``OK``, or failure with the raw Lua error
     text (load or runtime); the message is allocated with ``allocator`` and the caller frees it
-    (LH-EXEC-OK, LH-EXEC-ERROR, LH-EXEC-RESULT, D5)."""
+    (LH-EXEC-OK, LH-EXEC-RUNTIME-ERROR, LH-EXEC-SYNTAX-ERROR, LH-EXEC-ERROR-TEXT,
+    LH-EXEC-ERROR-NONSTRING, LH-EXEC-ERROR-TOSTRING, LH-EXEC-ALLOC-FAIL, LH-STATE-USABLE,
+    LH-EXEC-SYNC, LH-BYTES, MEM-EXEC-MESSAGE, SBX-LOAD-TEXT, SBX-MAX-INSTRUCTIONS,
+    SBX-MAX-MEMORY, SBX-LIMIT-NO-ESCAPE, SBX-LIMIT-PER-CALL)."""
     ok, error_text = L.run_chunk(script.encode() if isinstance(script, str) else bytes(script))
     if not ok:
         L.recover_after_failure()
@@ -253,7 +282,8 @@ def invoke_named_handler(
 ) -> HandlerOutcome:
     """``callNamedHandler`` with its outcome: arguments passed as Lua strings, return values
     discarded; a missing or non-function handler is a warning, a Lua error is logged
-    (LH-HANDLER-ARGS, LH-HANDLER-MISSING, LH-HANDLER-ERROR, D15)."""
+    (LH-CALL-ARGS, LH-CALL-RESULTS, LH-CALL-MISSING, LH-CALL-ERROR, LH-CALL-LIMITS,
+    LH-BYTES, SBX-LIMIT-PER-CALL)."""
     name = handler_name.encode() if isinstance(handler_name, str) else handler_name
     raw = [a.encode() if isinstance(a, str) else a for a in args]
     outcome, detail = L.call_global(name, raw)
@@ -269,5 +299,7 @@ def invoke_named_handler(
 
 
 def call_named_handler(L: LuaState, handler_name: bytes | str, args: Sequence[bytes | str]) -> None:
-    """The seed's ``callNamedHandler``: errors are logged and the call returns normally (D15)."""
+    """The seed's ``callNamedHandler``: errors are logged and the call returns normally
+    (LH-CALL-ARGS, LH-CALL-RESULTS, LH-CALL-MISSING, LH-CALL-ERROR, LH-CALL-LIMITS, LH-BYTES,
+    SBX-LIMIT-PER-CALL)."""
     invoke_named_handler(L, handler_name, args)

@@ -1,38 +1,43 @@
--- The sandbox every pooled state runs user code in (spec/lua-helpers.md, SBX-* rules).
+-- The sandbox every pooled state runs user code in (spec/lua-helpers.md, the SBX rules).
 --
 -- Loaded once per state by refimpl.lua.LuaState, before any user code, with the real globals
 -- and every standard library still in reach. It captures what it needs as upvalues and returns
 -- a kernel table that only Python holds. User code never sees the real globals:
---   * PROTECTED holds the read-only standard libraries and the engine modules (SBX-PROTECTED);
---   * USER holds the script-defined globals, which persist across leases (D14);
+--   * PROTECTED holds the read-only standard libraries and the engine modules
+--     (SBX-PROTECTED-GLOBALS, SBX-PROTECTED-FIELDS);
+--   * USER holds the script-defined globals, which persist across leases (SBX-GLOBALS-PERSIST);
 --   * each chunk runs in a fresh, empty environment whose reads fall through to USER, then
---     PROTECTED, and whose writes go to USER, except names in PROTECTED (SBX-PROTECTED).
+--     PROTECTED, and whose writes go to USER, except names in PROTECTED (SBX-PROTECTED-GLOBALS).
 -- Every chunk and handler runs in a coroutine of its own with an instruction-count hook
--- (SBX-INSTRUCTIONS); the memory cap is the runtime's (SBX-MEMORY).
+-- (SBX-MAX-INSTRUCTIONS, SBX-LIMIT-NO-ESCAPE, SBX-LIMIT-PER-CALL); the memory cap is the
+-- runtime's (SBX-MAX-MEMORY).
 
 local max_instructions, host_libraries, print_sink = ...
 
 local G = _G
-local sethook = debug.sethook
+local sethook, rawgetmetatable = debug.sethook, debug.getmetatable
 local cocreate, coresume, costatus, corunning = coroutine.create, coroutine.resume,
     coroutine.status, coroutine.running
 local load, pcall, error, type, tostring = load, pcall, error, type, tostring
-local setmetatable, getmetatable, rawset, next, select = setmetatable, getmetatable, rawset, next,
-    select
+local setmetatable, getmetatable, rawget, rawset, next, select = setmetatable, getmetatable,
+    rawget, rawset, next, select
 local tpack, tunpack, tconcat = table.pack, table.unpack, table.concat
 local collectgarbage = collectgarbage
 
 local STEP = 1000
 local budget, exceeded = 0, false
+-- The coroutines of the current call, all hooked (weak keys: dead ones are collected).
+local hooked = setmetatable({}, { __mode = "k" })
 
--- Counts instructions in steps of STEP; once the budget is spent it raises on every instruction,
--- so a script that catches the error with pcall still cannot go on.
+-- Counts instructions in steps of STEP; once the budget is spent it raises on every instruction
+-- of every coroutine of the call, so a script that catches the error with pcall, or in a
+-- coroutine, still cannot go on.
 local function hook()
   if not exceeded then
     budget = budget - STEP
     if budget >= 0 then return end
     exceeded = true
-    sethook(corunning(), hook, "", 1)
+    for c in next, hooked do sethook(c, hook, "", 1) end
   end
   error("instruction limit exceeded", 0)
 end
@@ -76,7 +81,8 @@ local function new_env()
 end
 
 -- lua.c's rule for error objects: strings as they are, numbers converted, anything else through
--- a working __tostring, else "(error object is a <type> value)" (SBX-ERROR-OBJECT).
+-- a working __tostring, else "(error object is a <type> value)" (LH-EXEC-ERROR-NONSTRING,
+-- LH-EXEC-ERROR-TOSTRING).
 local function plain(e)
   local t = type(e)
   if t == "string" then return e end
@@ -84,13 +90,15 @@ local function plain(e)
   return "(error object is a " .. t .. " value)"
 end
 
+-- As lua.c's msghandler: the raw metatable's __tostring is called and only a string result
+-- counts (a number returned by __tostring does not).
 local function describe(e)
-  local t = type(e)
-  if t == "table" or t == "userdata" then
-    local ok, s = pcall(tostring, e)
-    local mt = getmetatable(e)
-    if ok and type(s) == "string" and type(mt) == "table" and mt.__tostring ~= nil then
-      return s
+  if type(e) ~= "string" and type(e) ~= "number" then
+    local mt = rawgetmetatable(e)
+    local h = mt and rawget(mt, "__tostring")
+    if h ~= nil then
+      local ok, s = pcall(h, e)
+      if ok and type(s) == "string" then return s end
     end
   end
   return plain(e)
@@ -105,6 +113,7 @@ end
 local function protected_call(f, ...)
   local co = cocreate(body)
   budget, exceeded = max_instructions, false
+  hooked = setmetatable({ [co] = true }, { __mode = "k" })
   sethook(co, hook, "", STEP)
   local ok, success, message = coresume(co, f, ...)
   if not ok then return false, plain(success) end
@@ -114,7 +123,8 @@ local function protected_call(f, ...)
   return success, message
 end
 
--- The standard library as scripts see it (SBX-HOST-LIBS, SBX-TEXT-ONLY).
+-- The standard library as scripts see it (SBX-STDLIBS-OPEN, SBX-HOST-LIBS-ABSENT,
+-- SBX-HOST-LIBS-OPTION, SBX-LOAD-TEXT).
 for _, k in ipairs({ "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall",
   "rawequal", "rawget", "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring",
   "type", "xpcall", "_VERSION" }) do
@@ -140,10 +150,12 @@ for _, lib in ipairs({ "string", "table", "math", "utf8" }) do
   PROTECTED[lib] = readonly(G[lib], lib)
 end
 local co = copy(coroutine, { "close", "isyieldable", "resume", "running", "status", "yield" })
--- New coroutines draw on the same instruction budget (PUC Lua keeps hooks per coroutine).
+-- New coroutines draw on the same instruction budget (PUC Lua keeps hooks per coroutine,
+-- SBX-LIMIT-COROUTINES).
 co.create = function(f)
   local c = cocreate(f)
-  sethook(c, hook, "", STEP)
+  hooked[c] = true
+  sethook(c, hook, "", exceeded and 1 or STEP)
   return c
 end
 co.wrap = function(f)

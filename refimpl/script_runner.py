@@ -1,27 +1,30 @@
 """The seed's "ScriptRunner API" table: scripts submitted on the main thread, run on workers.
 
-The worker flow follows the seed step by step (SR-WORKER-FLOW): the script copy is owned by the
+The worker flow follows the seed step by step (SR-WORKER-LEASE, SR-WORKER-EXECUTE,
+SR-RESULT-PUSH): the script copy is owned by the
 work item and freed by the worker; a state is leased for the run only; the ScriptResult payload
 is allocated with the queue's allocator and pushed without blocking; a push that fails frees the
-payload, and the drop is counted and logged; ``on_complete`` then runs on the worker (D6).
+payload, and the drop is counted and logged; ``on_complete`` then runs on the worker
+(SR-CALLBACK-PAYLOAD, D6).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import Buffer, TrackingAllocator
-from refimpl.errors import OutOfMemory, ScriptingError, ShutDown
+from refimpl.errors import OutOfMemory, QueueFull, ScriptingError, ShutDown, ThreadAffinityError
 from refimpl.lua import LuaState, execute_lua_buffer
 from refimpl.messages import ERROR_PREFIX, is_error_result, script_result_payload
 from refimpl.state_pool import StatePool
-from refimpl.sync import THREADING, Sync
-from refimpl.thread_pool import Executor
+from refimpl.sync import THREADING, Sync, wait_for
+from refimpl.thread_pool import Executor, ThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,8 @@ OUT_OF_MEMORY_RESULT = ERROR_PREFIX + b"out of memory"
 @dataclass
 class RunnerStats:
     """Counters for the troubleshooting checklist. At rest, ``enqueued == ok + errors +
-    cancelled`` and every ok/error result was either pushed or ``dropped`` (SR-COUNTERS)."""
+    cancelled`` and every ok/error result was either pushed or ``dropped`` (SR-DROP-COUNTED,
+    SR-DEINIT-CANCEL, SR-CALLBACK-ERROR)."""
 
     enqueued: int = 0
     ok: int = 0
@@ -56,8 +60,9 @@ class _WorkItem:
 
 
 class ScriptRunner:
-    """Submits scripts to the thread pool (main → worker). ``wait_idle`` blocks until every
-    submitted script has finished or been cancelled."""
+    """Submits scripts to the thread pool (main → worker). Construction only records the four
+    collaborators (SR-INIT). ``wait_idle`` blocks until every submitted script has finished or
+    been cancelled."""
 
     def __init__(
         self,
@@ -76,14 +81,28 @@ class ScriptRunner:
         self._mutex = sync.lock()
         self._idle = sync.condition(self._mutex)
         self._in_flight: set[_WorkItem] = set()
+        self._worker_threads: set[int] = set()
         self._closed = False
         self.stats = RunnerStats()
 
-    def enqueue_script(self, script: bytes | str, on_complete: OnComplete | None = None) -> None:
+    def enqueue_script(
+        self, script: bytes | bytearray | memoryview | str, on_complete: OnComplete | None = None
+    ) -> None:
         """Copy ``script`` with the runner's allocator and submit it. Raises
         :class:`OutOfMemory` if the copy cannot be made and :class:`ShutDown` after ``deinit``
-        or when the pool is shut down; nothing is left allocated then (SR-ENQUEUE-COPY,
-        SR-ENQUEUE-ERRORS, D18)."""
+        or when the pool is shut down, and :class:`ThreadAffinityError` on a worker of its own pool;
+        nothing is left allocated then. One pool submission per script; the worker leases a
+        state, runs the script, pushes one ScriptResult without blocking, then calls
+        ``on_complete`` (SR-ENQUEUE-RETURNS, SR-ENQUEUE-BYTES, SR-ENQUEUE-OOM, SR-AFTER-DEINIT,
+        SR-POOL-SHUTDOWN, CMP-RUNNER-AFFINITY, PERF-ONE-WORK-ITEM,
+        SR-WORKER-LEASE, SR-WORKER-EXECUTE, SR-ONE-RESULT, SR-RESULT-PUSH, SR-PUSH-NONBLOCKING,
+        SR-DROP-FREE, SR-DROP-COUNTED, SR-PAYLOAD-OOM, SR-CALLBACK-PAYLOAD, SR-CALLBACK-WORKER,
+        SR-CALLBACK-ERROR, THR-STATE-ONE-THREAD, CMP-QUEUE-DIRECTION, D18)."""
+        if self._on_own_worker():
+            raise ThreadAffinityError("enqueue_script is main -> worker; called from a worker")
+        with self._mutex:
+            if self._closed:
+                raise ShutDown("ScriptRunner is deinitialised")
         copy = self.allocator.dupe(script, tag="script copy")
         item = _WorkItem(copy, on_complete)
         with self._mutex:
@@ -100,17 +119,12 @@ class ScriptRunner:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no submitted script is pending or running; ``False`` on timeout."""
         with self._idle:
-            deadline = None if timeout is None else self._sync.monotonic() + timeout
-            while self._in_flight:
-                remaining = None if deadline is None else deadline - self._sync.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-            return True
+            return wait_for(self._sync, self._idle, lambda: not self._in_flight, timeout)
 
     def deinit(self) -> None:
         """Refuse new scripts, cancel those not started (their copies are freed, each counted
-        as cancelled) and wait for the running ones (SR-DEINIT)."""
+        as cancelled) and wait for the running ones; the pools and the queue are left to their
+        owner (SR-DEINIT-CANCEL, SR-DEINIT-WAIT, SR-DEINIT-NOT-OWNED)."""
         with self._mutex:
             self._closed = True
             queued = list(self._in_flight)
@@ -119,7 +133,16 @@ class ScriptRunner:
                 self._finish(item, _Outcome.CANCELLED)
         self.wait_idle()
 
+    def _on_own_worker(self) -> bool:
+        """Whether the calling thread is a worker of this runner's pool."""
+        if isinstance(self.thread_pool, ThreadPool) and self.thread_pool.owns_current_thread():
+            return True
+        with self._mutex:
+            return threading.get_ident() in self._worker_threads
+
     def _run(self, item: _WorkItem) -> None:
+        with self._mutex:
+            self._worker_threads.add(threading.get_ident())
         outcome = _Outcome.CANCELLED
         try:
             payload = self._execute(item.script)
@@ -132,7 +155,8 @@ class ScriptRunner:
             self._finish(item, outcome)
 
     def _execute(self, script: Buffer) -> bytes:
-        """Lease a state, run the script, return the ScriptResult payload (SR-LEASE-PER-RUN)."""
+        """Lease a state, run the script, return the ScriptResult payload (SR-WORKER-LEASE,
+        SR-WORKER-EXECUTE, PERF-POOL-UNDERSIZED)."""
         state = self.state_pool.acquire()
         try:
             result = execute_lua_buffer(state, bytes(script), self.allocator)
@@ -147,14 +171,18 @@ class ScriptRunner:
 
     def _publish(self, payload: bytes) -> None:
         """Dupe the payload with the queue's allocator and push it without blocking; on
-        failure free it, count and log the drop (SR-PUSH-RESULT, SR-DROP-ON-FULL)."""
+        failure free it, count and log the drop (SR-RESULT-PUSH, SR-PUSH-NONBLOCKING,
+        SR-DROP-FREE, SR-DROP-COUNTED, SR-PAYLOAD-OOM)."""
         try:
             message = self.action_queue.allocator.dupe(payload, tag="ScriptResult")
         except OutOfMemory:
             self._drop("out of memory for the ScriptResult message")
             return
         try:
-            self.action_queue.push(Action(ActionKind.ScriptResult, message))
+            self.action_queue.push(Action(ActionKind.ScriptResult, message), timeout=0)
+        except QueueFull:
+            self.action_queue.allocator.free(message)
+            self._drop("ActionQueue full")
         except ScriptingError as exc:
             self.action_queue.allocator.free(message)
             self._drop(f"ActionQueue push failed: {exc.code.value}")
@@ -165,7 +193,8 @@ class ScriptRunner:
             self.stats.dropped += 1
 
     def _complete(self, item: _WorkItem, payload: bytes) -> None:
-        """Call ``on_complete`` on the worker; an exception from it is logged (SR-ON-COMPLETE)."""
+        """Call ``on_complete`` on the worker; an exception from it is logged (SR-CALLBACK-WORKER,
+        SR-CALLBACK-ERROR)."""
         if item.on_complete is None:
             return
         try:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SystemStats:
-    """Counters for the troubleshooting checklist (SS-COUNTERS)."""
+    """Counters for the troubleshooting checklist (SS-EVENT-QUEUE-FULL, SS-DEFER-COUNTED)."""
 
     cvar_events: int = 0
     cvar_actions: int = 0
@@ -47,7 +47,8 @@ class SystemStats:
 
 
 class ScriptingSystem:
-    """Dispatches actions on the main thread (the thread that created it; THR-SYSTEM-MAIN).
+    """Dispatches actions on the main thread (the thread that created it; CMP-SYSTEM-CALLER-THREAD).
+    Construction only records the collaborators (SS-INIT).
 
     ``on_script_result`` (optional) sees each ScriptResult payload the main thread consumes.
     """
@@ -72,13 +73,19 @@ class ScriptingSystem:
         self.stats = SystemStats()
 
     def update(self) -> None:
-        """Process CVar changes, then drain the queue (SS-UPDATE-ORDER, SS-DRAIN-ALL)."""
+        """Process CVar changes, then drain the queue, never blocking (SS-UPDATE-ORDER, SS-DRAIN,
+        SS-EVENTS-TAKE, SS-EVENT-NO-HANDLER, SS-EVENT-ACTION, SS-EVENT-ENCODE-FAIL,
+        SS-EVENT-QUEUE-FULL, SS-RESULT-LOG, SS-CVARLUA-INVOKE, SS-CVARLUA-MALFORMED,
+        SS-CVARNATIVE, SS-DEFER-NO-STATE, SS-DEFER-COUNTED, SS-AFTER-DEINIT,
+        THR-MAIN-NEVER-BLOCKS, THR-STATE-ONE-THREAD, CMP-SYSTEM-CALLER-THREAD,
+        CMP-QUEUE-DIRECTION, TRB-UPDATE-DRIVES, PERF-NO-COALESCE)."""
         self._check_main()
         self._publish_cvar_changes()
         self._drain()
 
     def deinit(self) -> None:
-        """Free the deferred action, if any, and refuse further updates (SS-DEINIT)."""
+        """Free the deferred action, if any, and refuse further updates (SS-DEINIT,
+        SS-AFTER-DEINIT)."""
         self._check_main()
         self._closed = True
         if self._deferred is not None:
@@ -87,7 +94,8 @@ class ScriptingSystem:
 
     def _publish_cvar_changes(self) -> None:
         """Each change event with a handler becomes one CVarLua action; events are freed
-        whatever happens (SS-CVAR-TO-ACTION, SS-CVAR-NO-HANDLER, MEM-CVAR-EVENTS)."""
+        whatever happens (SS-EVENTS-TAKE, SS-EVENT-ACTION, SS-EVENT-NO-HANDLER,
+        MEM-CVAR-EVENTS)."""
         for event in self.cvar_registry.take_pending_changes(self.allocator):
             self.stats.cvar_events += 1
             try:
@@ -119,7 +127,8 @@ class ScriptingSystem:
         self.stats.cvar_dropped += 1
 
     def _drain(self) -> None:
-        """Dispatch actions until the queue is empty or a handler must wait (SS-DEFER-ORDER)."""
+        """Dispatch actions until the queue is empty or a handler must wait (SS-DRAIN,
+        SS-DEFER-NO-STATE, SS-DEFER-COUNTED)."""
         while True:
             action, self._deferred = self._deferred or self.action_queue.try_pop(), None
             if action is None:
@@ -131,7 +140,8 @@ class ScriptingSystem:
 
     def _dispatch(self, action: Action) -> bool:
         """Handle one action and free its message; ``False`` (message kept) when a CVarLua
-        action finds no free state (SS-FREE-EVERY-MESSAGE, SS-NATIVE-IGNORED, D10, D16)."""
+        action finds no free state (SS-CVARLUA-INVOKE, SS-CVARNATIVE, SS-DEFER-NO-STATE,
+        D10, D16)."""
         state = None
         if action.kind is ActionKind.CVarLua:
             state = self.state_pool.try_acquire()
@@ -151,8 +161,8 @@ class ScriptingSystem:
         return True
 
     def _invoke_handler(self, state: LuaState, message: bytes) -> None:
-        """Parse a CVarLua message and call ``handler(name, old, new)`` (SS-INVOKE-HANDLER,
-        SS-MALFORMED)."""
+        """Parse a CVarLua message and call ``handler(name, old, new)`` (SS-CVARLUA-INVOKE,
+        SS-CVARLUA-MALFORMED)."""
         try:
             parsed = parse_cvar_lua(message)
         except MalformedMessage:
@@ -166,7 +176,7 @@ class ScriptingSystem:
             self.stats.handler_failures += 1
 
     def _log_result(self, payload: bytes) -> None:
-        """Log a ScriptResult: ``ERROR:`` payloads at error level (SS-LOG-RESULT)."""
+        """Log a ScriptResult: ``ERROR:`` payloads at error level (SS-RESULT-LOG)."""
         text = payload.decode(errors="replace")
         if is_error_result(payload):
             log.error("Script failed: %s", text)

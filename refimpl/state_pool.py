@@ -19,7 +19,7 @@ from refimpl.errors import (
     ShutDown,
     StatePoolExhausted,
 )
-from refimpl.sync import THREADING, Sync
+from refimpl.sync import THREADING, Sync, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +88,16 @@ class StatePool(Generic[R]):
         THR-POOL-ANY-THREAD)."""
         with self._released:
             self._check_open()
-            deadline = None if timeout is None else self._sync.monotonic() + timeout
             self.acquire_waiters += 1
             try:
-                while not self._free:
-                    remaining = None if deadline is None else deadline - self._sync.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise StatePoolExhausted(
-                            f"all {self.capacity} states in use for {timeout} s"
-                        )
-                    self._released.wait(remaining)
-                    self._check_open()
+                ready = wait_for(
+                    self._sync, self._released, lambda: bool(self._free) or self._closed, timeout
+                )
             finally:
                 self.acquire_waiters -= 1
+            self._check_open()
+            if not ready:
+                raise StatePoolExhausted(f"all {self.capacity} states in use for {timeout} s")
             return self._lease()
 
     def try_acquire(self) -> R | None:

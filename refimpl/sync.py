@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
@@ -62,3 +63,22 @@ class ThreadingSync:
 
 
 THREADING: Sync = ThreadingSync()
+
+
+def wait_for(
+    sync: Sync, condition: Condition, ready: Callable[[], bool], timeout: float | None
+) -> bool:
+    """Wait on ``condition`` (whose lock the caller holds) until ``ready()`` is true or
+    ``timeout`` seconds have passed on the seam's clock (``None``: no limit); return whether it
+    became ready. Every blocking method is this one loop: one predicate, one deadline, no
+    polling (THR-SYNC-SEAM)."""
+    deadline = None if timeout is None else sync.monotonic() + timeout
+    while not ready():
+        if deadline is None:
+            condition.wait()
+            continue
+        remaining = deadline - sync.monotonic()
+        if remaining <= 0:
+            return False
+        condition.wait(remaining)
+    return True

@@ -1,8 +1,9 @@
 """The seed's ThreadPool, as far as the ScriptRunner needs it: a thin wrapper over
-``concurrent.futures.ThreadPoolExecutor`` (SR-THREAD-POOL)."""
+``concurrent.futures.ThreadPoolExecutor`` (SR-POOL-WORKERS, SR-POOL-SHUTDOWN)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, Protocol, TypeVar
@@ -29,15 +30,27 @@ class ThreadPool:
         if num_workers < 1:
             raise InvalidArgument(f"ThreadPool needs >= 1 worker, got {num_workers}")
         self.num_workers = num_workers
-        self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="worker")
+        self._worker_idents: set[int] = set()
+        self._executor = ThreadPoolExecutor(
+            max_workers=num_workers, thread_name_prefix="worker", initializer=self._register
+        )
+
+    def _register(self) -> None:
+        self._worker_idents.add(threading.get_ident())
+
+    def owns_current_thread(self) -> bool:
+        """Whether the calling thread is one of this pool's workers (CMP-RUNNER-AFFINITY)."""
+        return threading.get_ident() in self._worker_idents
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        """Run ``fn(*args)`` on a worker; after ``shutdown`` raise :class:`ShutDown`."""
+        """Run ``fn(*args)`` on one of at most ``num_workers`` worker threads, started in
+        submission order; after ``shutdown`` raise :class:`ShutDown` (SR-POOL-WORKERS,
+        SR-POOL-SHUTDOWN)."""
         try:
             return self._executor.submit(fn, *args, **kwargs)
         except RuntimeError as exc:
             raise ShutDown("ThreadPool is shut down") from exc
 
     def shutdown(self) -> None:
-        """Stop accepting work and wait for every submitted item to finish."""
+        """Stop accepting work and wait for every submitted item to finish (SR-POOL-SHUTDOWN)."""
         self._executor.shutdown(wait=True)

@@ -324,7 +324,7 @@ def _empty_while_queued(facts: _QueueFacts, capacity: int) -> _Found:
             d = facts.pop.get(best)
             if d is not None:
                 window.append(d)
-            rule = "AQ-TRYPOP-EMPTY" if e.op == "try_pop" else "AQ-POP-TIMEOUT"
+            rule = "AQ-TRY-POP-EMPTY" if e.op == "try_pop" else "AQ-POP-TIMEOUT"
             return f"{e.op} answered empty while {best!r} was certainly queued ({rule})", window
     return None
 
@@ -357,7 +357,7 @@ def _over_capacity(facts: _QueueFacts, capacity: int) -> _Found:
             window = [facts.push[u] for u in present]
             window += [facts.pop[u] for u in present if u in facts.pop]
             return (
-                f"{len(present)} values certainly queued at once, capacity {capacity} (AQ-CAPACITY)"
+                f"{len(present)} values certainly queued at once, capacity {capacity} (AQ-BOUNDED)"
             ), window
     return None
 
@@ -392,7 +392,7 @@ def _push_while_full(facts: _QueueFacts, capacity: int) -> _Found:
             window += [facts.pop[h.arg] for h in holders if h.arg in facts.pop]
             return (
                 f"push({p.arg!r}) succeeded while {capacity} values were queued throughout "
-                "(AQ-CAPACITY, AQ-PUSH-FULL)"
+                "(AQ-BOUNDED, AQ-PUSH-FULL)"
             ), window
     return None
 

@@ -24,8 +24,8 @@ PoolState = tuple[frozenset[Hashable], int]
 
 
 class QueueModel:
-    """The ActionQueue: a FIFO of at most ``capacity`` values (AQ-FIFO, AQ-CAPACITY,
-    AQ-PUSH-FULL, AQ-TRYPOP-EMPTY, AQ-POP-TIMEOUT). State: the queued values, oldest first."""
+    """The ActionQueue: a FIFO of at most ``capacity`` values (AQ-FIFO, AQ-BOUNDED,
+    AQ-PUSH-FULL, AQ-TRY-POP-EMPTY, AQ-POP-TIMEOUT). State: the queued values, oldest first."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -65,8 +65,8 @@ class QueueModel:
 
 
 class StatePoolModel:
-    """The StatePool: ``capacity`` resources, each leased to at most one holder (SP-ACQ-TIMEOUT,
-    SP-RELEASE-FOREIGN, SP-AVAILABLE-COUNT). State: the ids known to be leased, and how many
+    """The StatePool: ``capacity`` resources, each leased to at most one holder (SP-ACQUIRE-TIMEOUT,
+    SP-RELEASE-FOREIGN, SP-AVAILABLE). State: the ids known to be leased, and how many
     more are leased by pending acquires whose id nobody saw."""
 
     def __init__(self, capacity: int) -> None:

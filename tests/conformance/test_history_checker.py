@@ -80,7 +80,7 @@ def test_timed_out_pop_overlapping_a_push_is_legal() -> None:
     assert check_queue(h, 2).verdict is Verdict.Ok
 
 
-@pytest.mark.spec("AQ-PUSH-FULL", "AQ-CAPACITY", "HC-FAILED-OPS-OBSERVE")
+@pytest.mark.spec("AQ-PUSH-FULL", "AQ-BOUNDED", "HC-FAILED-OPS-OBSERVE")
 def test_queue_full_at_capacity_is_legal() -> None:
     h = ops(
         ("p", "push", ("a",), 0, 1, OK),
@@ -181,7 +181,7 @@ def test_earlier_value_may_have_gone_to_a_pending_pop() -> None:
     assert check_queue(h, 4).verdict is Verdict.Ok
 
 
-@pytest.mark.spec("AQ-TRYPOP-EMPTY", "HC-QUEUE-PATTERNS", "HC-FAILED-OPS-OBSERVE")
+@pytest.mark.spec("AQ-TRY-POP-EMPTY", "HC-QUEUE-PATTERNS", "HC-FAILED-OPS-OBSERVE")
 def test_try_pop_empty_while_a_value_was_certainly_queued() -> None:
     h = ops(
         ("p", "push", ("a",), 0, 1, OK),
@@ -200,7 +200,7 @@ def test_pop_timed_out_while_a_value_was_certainly_queued() -> None:
     assert_illegal(check_queue(h, 4), h, 0, 1)
 
 
-@pytest.mark.spec("AQ-CAPACITY", "HC-QUEUE-PATTERNS")
+@pytest.mark.spec("AQ-BOUNDED", "HC-QUEUE-PATTERNS")
 def test_more_values_queued_at_once_than_capacity() -> None:
     h = ops(
         ("p", "push", ("a",), 0, 1, OK),
@@ -211,7 +211,7 @@ def test_more_values_queued_at_once_than_capacity() -> None:
     assert_illegal(check_queue(h, 1), h, 0, 1, 2, 3)
 
 
-@pytest.mark.spec("AQ-CAPACITY", "AQ-PUSH-FULL", "HC-QUEUE-PATTERNS")
+@pytest.mark.spec("AQ-BOUNDED", "AQ-PUSH-FULL", "HC-QUEUE-PATTERNS")
 def test_push_accepted_while_the_queue_was_full_throughout() -> None:
     h = ops(
         ("p", "push", ("a",), 0, 1, OK),
@@ -242,7 +242,7 @@ def test_pushing_the_same_value_twice_is_a_harness_error() -> None:
 # --- StatePool and register histories (general checker) -----------------------------------
 
 
-@pytest.mark.spec("SP-AVAILABLE-COUNT", "SP-RELEASE-FOREIGN", "HC-SOUND")
+@pytest.mark.spec("SP-AVAILABLE", "SP-RELEASE-FOREIGN", "HC-SOUND")
 def test_pool_history_with_reuse_and_foreign_release_is_legal() -> None:
     h = ops(
         ("a", "acquire", (), 0, 3, 1),
@@ -255,7 +255,7 @@ def test_pool_history_with_reuse_and_foreign_release_is_legal() -> None:
     assert check_linearizable(StatePoolModel(2), h).verdict is Verdict.Ok
 
 
-@pytest.mark.spec("SP-AVAILABLE-COUNT", "HC-WINDOW")
+@pytest.mark.spec("SP-AVAILABLE", "HC-WINDOW")
 def test_pool_double_lease_of_one_id() -> None:
     h = ops(
         ("x", "acquire", (), 0, 1, 7),
@@ -265,7 +265,7 @@ def test_pool_double_lease_of_one_id() -> None:
     assert_illegal(check_linearizable(StatePoolModel(3), h), h, 1, 2)
 
 
-@pytest.mark.spec("SP-AVAILABLE-COUNT", "HC-WINDOW")
+@pytest.mark.spec("SP-AVAILABLE", "HC-WINDOW")
 def test_pool_acquire_succeeds_while_all_leased_throughout() -> None:
     h = ops(
         ("a", "acquire", (), 0, 1, 1),
@@ -275,7 +275,7 @@ def test_pool_acquire_succeeds_while_all_leased_throughout() -> None:
     assert_illegal(check_linearizable(StatePoolModel(1), h), h, 0, 1, 2)
 
 
-@pytest.mark.spec("SP-ACQ-TIMEOUT", "HC-FAILED-OPS-OBSERVE", "HC-WINDOW")
+@pytest.mark.spec("SP-ACQUIRE-TIMEOUT", "HC-FAILED-OPS-OBSERVE", "HC-WINDOW")
 def test_pool_exhausted_while_a_state_was_certainly_free() -> None:
     h = ops(
         ("a", "acquire", (), 0, 1, 1),
@@ -285,7 +285,7 @@ def test_pool_exhausted_while_a_state_was_certainly_free() -> None:
     assert_illegal(check_linearizable(StatePoolModel(1), h), h, 2)
 
 
-@pytest.mark.spec("SP-ACQ-TIMEOUT", "HC-FAILED-OPS-OBSERVE")
+@pytest.mark.spec("SP-ACQUIRE-TIMEOUT", "HC-FAILED-OPS-OBSERVE")
 def test_pool_exhausted_overlapping_a_release_is_legal() -> None:
     h = ops(
         ("a", "acquire", (), 0, 1, 1),
@@ -394,7 +394,7 @@ def test_recorder_orders_events_and_leaves_unreturned_calls_pending() -> None:
     rec.ret(b, "x")
 
 
-@pytest.mark.spec("AQ-FIFO", "AQ-CAPACITY", "AQ-PUSH-FULL", "AQ-TRYPOP-EMPTY", "HC-SOUND")
+@pytest.mark.spec("AQ-FIFO", "AQ-BOUNDED", "AQ-PUSH-FULL", "AQ-TRY-POP-EMPTY", "HC-SOUND")
 @pytest.mark.timeout(30)
 def test_real_action_queue_history_is_linearizable() -> None:
     allocator = TrackingAllocator("queue")

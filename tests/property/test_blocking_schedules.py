@@ -69,7 +69,7 @@ class EnqueueLog(deque[Action]):
 # -- ActionQueue ---------------------------------------------------------------------------------
 
 
-@pytest.mark.spec("AQ-POP-BLOCK", "THR-SYNC-SEAM")
+@pytest.mark.spec("AQ-POP-BLOCKS", "THR-SYNC-SEAM")
 @SCHEDULES
 @given(data=st.data())
 def test_pop_on_an_empty_queue_parks_until_a_push(data: st.DataObject) -> None:
@@ -101,7 +101,7 @@ def test_pop_on_an_empty_queue_parks_until_a_push(data: st.DataObject) -> None:
     assert alloc.live() == []
 
 
-@pytest.mark.spec("AQ-PUSH-TIMEOUT", "AQ-PUSH-FULL", "AQ-CAPACITY", "THR-SYNC-SEAM")
+@pytest.mark.spec("AQ-PUSH-TIMEOUT", "AQ-PUSH-FULL", "AQ-BOUNDED", "THR-SYNC-SEAM")
 @SCHEDULES
 @given(data=st.data(), timeout=st.floats(0.5, 100.0), consumer_pops=st.booleans())
 def test_push_with_timeout_on_a_full_queue_waits_then_raises_queue_full(
@@ -177,7 +177,7 @@ def run_push_race(
     return outcomes[0]
 
 
-@pytest.mark.spec("AQ-FIFO", "AQ-CAPACITY", "MEM-LEDGER-LIVE", "THR-SYNC-SEAM")
+@pytest.mark.spec("AQ-FIFO", "AQ-BOUNDED", "MEM-LEDGER-LIVE", "THR-SYNC-SEAM")
 @SCHEDULES
 @given(
     data=st.data(),
@@ -233,7 +233,7 @@ def test_many_producers_one_consumer_keep_fifo_and_lose_nothing(
 # -- StatePool -----------------------------------------------------------------------------------
 
 
-@pytest.mark.spec("SP-ACQ-BLOCK", "SP-RELEASE-WAKES", "SP-AVAILABLE-COUNT", "THR-SYNC-SEAM")
+@pytest.mark.spec("SP-ACQUIRE-BLOCKS", "SP-RELEASE", "SP-AVAILABLE", "THR-SYNC-SEAM")
 @SCHEDULES
 @given(data=st.data(), capacity=st.integers(1, 2), waiters=st.integers(1, 2))
 def test_acquire_on_an_empty_pool_parks_until_a_release(
@@ -271,7 +271,7 @@ def test_acquire_on_an_empty_pool_parks_until_a_release(
     assert alloc.live() == []
 
 
-@pytest.mark.spec("SP-ACQ-TIMEOUT", "SP-RELEASE-WAKES", "MEM-LEDGER-LIVE", "THR-SYNC-SEAM")
+@pytest.mark.spec("SP-ACQUIRE-TIMEOUT", "SP-RELEASE", "MEM-LEDGER-LIVE", "THR-SYNC-SEAM")
 @SCHEDULES
 @given(data=st.data(), timeout=st.floats(0.5, 100.0), holder_releases=st.booleans())
 def test_acquire_with_timeout_raises_state_pool_exhausted_after_the_deadline(

@@ -131,7 +131,7 @@ def test_hypothesis_finds_and_shrinks_a_failing_schedule() -> None:
         replay(schedule, lost_update_scenario)
 
 
-@pytest.mark.spec("THR-SYNC-SEAM", "AQ-POP-BLOCK")
+@pytest.mark.spec("THR-SYNC-SEAM", "AQ-POP-BLOCKS")
 def test_deadlock_names_every_parked_thread_and_what_it_waits_on() -> None:
     with pytest.raises(Deadlock) as info:
         run_with(RandomChooser(0), two_consumers_no_producer)
@@ -389,7 +389,7 @@ def lost_wakeup_scenario(sched: Scheduler) -> None:
     sched.spawn("producer", queue.push, result_action(alloc, "hello"))
 
 
-@pytest.mark.spec("THR-SYNC-SEAM", "AQ-POP-BLOCK")
+@pytest.mark.spec("THR-SYNC-SEAM", "AQ-POP-BLOCKS")
 def test_the_scheduler_catches_a_pop_that_push_does_not_wake() -> None:
     @FAILURE_SEARCH
     @given(data=st.data())
