@@ -607,7 +607,7 @@ def _register_cvar(registry: CVarRegistry, spec: Json) -> None:
 
 @operation("engine.new")
 def _engine_new(server: Server, args: Args) -> Json:
-    """One wired system whose main thread is the calling logical thread (DRV-ENGINE)."""
+    """One wired system whose main thread is the calling logical thread (DRV-OPS)."""
     registry = server.components.registry()
     cvars = args.raw.get("cvars", [])
     if not isinstance(cvars, list):
