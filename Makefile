@@ -45,3 +45,13 @@ soak: $(STAMP)
 # The table of flows x allocation points that survive an injected allocation failure.
 oom-sweep: $(STAMP)
 	$(PY) tests/hostile/hostile_oom.py
+
+.PHONY: conformance mutation
+# The conformance report against a driver: make conformance DRIVER="python -m refimpl.driver"
+DRIVER ?= python -m refimpl.driver
+conformance: $(STAMP)
+	$(PY) -m refimpl.conformance --driver "$(DRIVER)"
+
+# Mutation testing of refimpl/ against the conformance suite (minutes; not part of check).
+mutation: $(STAMP)
+	$(PY) tools/mutate.py $(MODULES)

@@ -94,24 +94,24 @@ class Tester:
 
     # -- calls ---------------------------------------------------------------------------
 
-    def start(self, op: str, thread: str = "main", wait_ms: int = 150, **args: Json) -> Reply:
+    def start(self, op: str, thread: str = "main", wait_ms: int = 150, /, **args: Json) -> Reply:
         """Start a call that may block; ``Pending`` if still running after ``wait_ms``."""
         return self.impl.start(thread, op, args, wait_ms)
 
     def finish(self, reply: Reply) -> Final:
         return self.impl.finish(reply, HANG_S) if isinstance(reply, Pending) else reply
 
-    def answer(self, op: str, thread: str = "main", **args: Json) -> Final:
+    def answer(self, op: str, thread: str = "main", /, **args: Json) -> Final:
         return self.finish(self.impl.start(thread, op, args, DEFAULT_WAIT_MS))
 
-    def call(self, op: str, thread: str = "main", **args: Json) -> Json:
+    def call(self, op: str, thread: str = "main", /, **args: Json) -> Json:
         """The result of a call that must succeed."""
         reply = self.answer(op, thread, **args)
         if isinstance(reply, Err):
             raise CallError(op, reply.code)
         return reply.value
 
-    def fails(self, code: str, op: str, thread: str = "main", **args: Json) -> None:
+    def fails(self, code: str, op: str, thread: str = "main", /, **args: Json) -> None:
         """A call that must answer error ``code``."""
         self.expect_code(code, self.answer(op, thread, **args), op)
 

@@ -8,7 +8,7 @@ through ``python -m refimpl.driver --mutant NAME``) and checks the rule is repor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
@@ -81,10 +81,14 @@ class DeinitFreesMessages(ActionQueue):
 class TryAcquireKeepsCount(StatePool[Token]):
     """Keeps its own ``available`` counter and forgets to decrement it in ``try_acquire``."""
 
-    def __init__(self, *args: object) -> None:
-        allocator, capacity, create_fn, destroy_fn = args
-        assert isinstance(allocator, TrackingAllocator) and isinstance(capacity, int)
-        super().__init__(allocator, capacity, create_fn, destroy_fn)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        allocator: TrackingAllocator,
+        capacity: int,
+        create_fn: Callable[[TrackingAllocator], Token],
+        destroy_fn: Callable[[Token], None],
+    ) -> None:
+        super().__init__(allocator, capacity, create_fn, destroy_fn)
         self._count = capacity
 
     @property
@@ -246,23 +250,33 @@ def _pool(cls: type[StatePool[Token]]) -> Components:
 
 
 def _mutants() -> dict[str, Mutant]:
-    def m(name: str, rule: str, bug: str, **parts: object) -> Mutant:
-        return Mutant(name, rule, bug, replace(REFIMPL, name=name, **parts))  # type: ignore[arg-type]
+    def m(name: str, rule: str, bug: str, components: Components) -> Mutant:
+        return Mutant(name, rule, bug, replace(components, name=name))
 
     found = [
-        m("unbounded-queue", "AQ-PUSH-FULL", "push ignores the capacity", queue=UnboundedQueue),
-        m("lifo-queue", "AQ-FIFO", "pops the newest action first", queue=LifoQueue),
+        m(
+            "unbounded-queue",
+            "AQ-PUSH-FULL",
+            "push ignores the capacity",
+            replace(REFIMPL, queue=UnboundedQueue),
+        ),
+        m(
+            "lifo-queue",
+            "AQ-FIFO",
+            "pops the newest action first",
+            replace(REFIMPL, queue=LifoQueue),
+        ),
         m(
             "try-pop-counts-waiter",
             "AQ-WAITERS",
             "try_pop leaves pop_waiters one too high on an empty queue",
-            queue=TryPopCountsWaiter,
+            replace(REFIMPL, queue=TryPopCountsWaiter),
         ),
         m(
             "deinit-frees-messages",
             "AQ-DEINIT-KEEPS-MESSAGES",
             "deinit frees the messages still queued",
-            queue=DeinitFreesMessages,
+            replace(REFIMPL, queue=DeinitFreesMessages),
         ),
         Mutant(
             "pool-available-drift",
@@ -280,49 +294,49 @@ def _mutants() -> dict[str, Mutant]:
             "parser-drops-last-field",
             "MSG-PARSE-CVARLUA",
             "the CVarLua parser loses the field after the last NUL",
-            parse_cvar_lua=_parse_dropping_last,
+            replace(REFIMPL, parse_cvar_lua=_parse_dropping_last),
         ),
         m(
             "leak-on-push-failure",
             "SR-DROP-FREE",
             "a ScriptResult that does not fit is never freed",
-            engine=_engine_with(runner=LeakOnPushFailureRunner),
+            replace(REFIMPL, engine=_engine_with(runner=LeakOnPushFailureRunner)),
         ),
         m(
             "double-free-on-error-path",
             "SS-EVENT-QUEUE-FULL",
             "a CVarLua message is freed twice when its push fails",
-            engine=_engine_with(system=DoubleFreeSystem),
+            replace(REFIMPL, engine=_engine_with(system=DoubleFreeSystem)),
         ),
         m(
             "result-without-prefix",
             "MSG-RESULT-ERROR",
             "a failed script's payload lacks the ERROR: prefix",
-            engine=_engine_with(runner=NoErrorPrefixRunner),
+            replace(REFIMPL, engine=_engine_with(runner=NoErrorPrefixRunner)),
         ),
         m(
             "handler-args-swapped",
             "SS-CVARLUA-INVOKE",
             "the handler is called with (name, new, old)",
-            engine=_engine_with(system=SwappedArgsSystem),
+            replace(REFIMPL, engine=_engine_with(system=SwappedArgsSystem)),
         ),
         m(
             "cvar-write-from-worker",
             "LB-WRITE-WORKER-ERROR",
             "CVar writes are allowed off the main thread",
-            registry=WorkerWritesRegistry,
+            replace(REFIMPL, registry=WorkerWritesRegistry),
         ),
         m(
             "missing-handler-raises",
             "LH-CALL-MISSING",
             "a missing handler raises instead of logging a warning",
-            call_handler=_raise_on_missing,
+            replace(REFIMPL, call_handler=_raise_on_missing),
         ),
         m(
             "float-without-point",
             "CV-FORMAT-FLOAT",
             "an integral float is written without .0",
-            registry=ShortFloatRegistry,
+            replace(REFIMPL, registry=ShortFloatRegistry),
         ),
     ]
     return {mutant.name: mutant for mutant in found}

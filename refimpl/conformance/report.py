@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 import tomllib
 import xml.etree.ElementTree as ET
@@ -14,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refimpl.conformance.suite import CASES, Case, CaseResult, run_case
 from refimpl.conformance.implementation import Implementation
 from refimpl.conformance.inprocess import InProcess
 from refimpl.conformance.subprocess_adapter import Subprocess
+from refimpl.conformance.suite import CASES, Case, CaseResult, run_case
 from refimpl.driver.wire import Json, JsonObject
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +24,9 @@ SPEC = ROOT / "spec"
 PROFILES = ROOT / "conformance" / "profiles"
 OUT = ROOT / "build" / "conformance"
 PASS, FAIL, DEVIATION, NA = "pass", "fail", "deviation", "n/a"
-RULE_RE = re.compile(r"^#### `([A-Z0-9-]+)`\n- \*\*Rule:\*\* .*\n.*\n- \*\*Observable:\*\* (.*)$", re.M)
+RULE_RE = re.compile(
+    r"^#### `([A-Z0-9-]+)`\n- \*\*Rule:\*\* .*\n.*\n- \*\*Observable:\*\* (.*)$", re.M
+)
 RULING_RE = re.compile(r"^### (D\d+)\n(.*?)(?=^### D\d+|\Z)", re.M | re.S)
 ID_RE = re.compile(r"\b[A-Z]{2,4}(?:-[A-Z0-9]+)+\b")
 
@@ -105,8 +106,9 @@ def classify(
     for rule in profile.not_applicable:
         status[rule] = RuleStatus(rule, NA)
     for rule, info in rules.items():
-        if rule not in status and ("code" in info.observable or "implementation-defined" in
-                                   info.observable):
+        if rule not in status and (
+            "code" in info.observable or "implementation-defined" in info.observable
+        ):
             status[rule] = RuleStatus(rule, NA)
     return dict(sorted(status.items()))
 
@@ -136,8 +138,12 @@ def table(status: dict[str, RuleStatus]) -> str:
 
 
 def write_reports(
-    out: Path, driver: str, hello: JsonObject, results: Sequence[CaseResult],
-    status: dict[str, RuleStatus], seconds: float,
+    out: Path,
+    driver: str,
+    hello: JsonObject,
+    results: Sequence[CaseResult],
+    status: dict[str, RuleStatus],
+    seconds: float,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     report: JsonObject = {
@@ -145,13 +151,22 @@ def write_reports(
         "hello": hello,
         "seconds": round(seconds, 3),
         "rules": {
-            e.rule: {"status": e.status, "cases": list[Json](e.cases),
-                     "messages": list[Json](e.messages)}
+            e.rule: {
+                "status": e.status,
+                "cases": list[Json](e.cases),
+                "messages": list[Json](e.messages),
+            }
             for e in status.values()
         },
         "cases": [
-            {"name": r.case.name, "rules": list[Json](r.case.rules), "outcome": r.outcome,
-             "rule": r.rule, "message": r.message, "seconds": round(r.seconds, 3)}
+            {
+                "name": r.case.name,
+                "rules": list[Json](r.case.rules),
+                "outcome": r.outcome,
+                "rule": r.rule,
+                "message": r.message,
+                "seconds": round(r.seconds, 3),
+            }
             for r in results
         ],
     }
@@ -165,10 +180,12 @@ def write_reports(
         time=f"{seconds:.3f}",
     )
     for r in results:
-        tc = ET.SubElement(suite, "testcase", classname=r.case.module, name=r.case.name,
-                           time=f"{r.seconds:.3f}")
-        ET.SubElement(ET.SubElement(tc, "properties"), "property", name="rules",
-                      value=" ".join(r.case.rules))
+        tc = ET.SubElement(
+            suite, "testcase", classname=r.case.module, name=r.case.name, time=f"{r.seconds:.3f}"
+        )
+        ET.SubElement(
+            ET.SubElement(tc, "properties"), "property", name="rules", value=" ".join(r.case.rules)
+        )
         if r.outcome != PASS:
             tag = "failure" if r.outcome == FAIL else "error"
             ET.SubElement(tc, tag, message=f"{r.rule}: {r.message[:200]}").text = r.message
@@ -198,5 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(status))
     write_reports(options.out, options.driver or "in-process", hello, results, status, seconds)
     print(f"{len(results)} cases in {seconds:.1f} s; reports in {options.out}")
-    return 1 if any(e.status == FAIL for e in status.values()) or any(
-        r.outcome == "error" for r in results) else 0
+    return (
+        1
+        if any(e.status == FAIL for e in status.values())
+        or any(r.outcome == "error" for r in results)
+        else 0
+    )

@@ -10,6 +10,7 @@ DRV-CLIENT-CRASH); the suite never waits forever.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
 import os
@@ -124,10 +125,8 @@ class Subprocess:
 
     def close(self) -> None:
         if self._proc.stdin is not None and not self._proc.stdin.closed:
-            try:
+            with contextlib.suppress(OSError):
                 self._proc.stdin.close()
-            except OSError:
-                pass
         try:
             self._proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -7,4 +7,13 @@ cites the rule IDs it checks.
 from refimpl.conformance import suite_core, suite_system
 from refimpl.conformance.cases import CASES, Case, CaseResult, Tester, case, run_case
 
-__all__ = ["CASES", "Case", "CaseResult", "Tester", "case", "run_case", "suite_core", "suite_system"]
+__all__ = [
+    "CASES",
+    "Case",
+    "CaseResult",
+    "Tester",
+    "case",
+    "run_case",
+    "suite_core",
+    "suite_system",
+]

@@ -212,7 +212,13 @@ def queue_history(t: Tester) -> None:
         return run
 
     errors = _concurrently(
-        [producer("P1"), producer("P2"), producer("P3"), consumer("C1", False), consumer("C2", True)]
+        [
+            producer("P1"),
+            producer("P2"),
+            producer("P3"),
+            consumer("C1", False),
+            consumer("C2", True),
+        ]
     )
     if errors:
         raise errors[0]

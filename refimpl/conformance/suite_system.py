@@ -46,7 +46,9 @@ def execute_ok(t: Tester) -> None:
     e = _engine(t)
     state = t.call("pool.acquire", pool=e["pool"])
     alloc = t.allocator("caller")
-    result = obj(t.call("lua.execute", state=state, script=b("G = 2 + 2 return G"), allocator=alloc))
+    result = obj(
+        t.call("lua.execute", state=state, script=b("G = 2 + 2 return G"), allocator=alloc)
+    )
     t.equal((result["success"], unb(result["message"])), (True, b"OK"), "(success, message)")
     with t.checking("MEM-EXEC-MESSAGE"):
         t.equal(result["owned"], True, "message allocated with the caller's allocator")
@@ -153,17 +155,26 @@ def bindings_writes_main_only(t: Tester) -> None:
     e = _engine(t, cvars=[FOV])
     result = t.execute(e, 'cvar.set("r_fov", "10")', thread="other")
     t.equal(result["success"], False, "cvar.set off the main thread")
-    t.execute(e, 'ecs.createEntity()', thread="other")
+    t.execute(e, "ecs.createEntity()", thread="other")
     t.equal(t.execute(e, "ecs.createEntity()", "other")["success"], False, "ecs write off main")
     t.call("engine.enqueue", engine=e["engine"], script=b('cvar.set("r_fov", "11")'), callback=True)
     _idle(t, e)
     payloads = [unb(c["payload"]) for c in _completions(t, e)]
     t.expect(len(payloads) == 1 and payloads[0].startswith(b"ERROR: "), f"payload {payloads}")
     with t.checking("THR-CVAR-WRITE-MAIN"):
-        t.fails("ThreadAffinity", "engine.cvar_set", "other", engine=e["engine"], name="r_fov",
-                value="12")
-        t.equal(t.call("engine.cvar_get", "other", engine=e["engine"], name="r_fov"), "75.0",
-                "r_fov after refused writes")
+        t.fails(
+            "ThreadAffinity",
+            "engine.cvar_set",
+            "other",
+            engine=e["engine"],
+            name="r_fov",
+            value="12",
+        )
+        t.equal(
+            t.call("engine.cvar_get", "other", engine=e["engine"], name="r_fov"),
+            "75.0",
+            "r_fov after refused writes",
+        )
     with t.checking("CMP-BINDINGS-ANY-THREAD"):
         t.run_ok(e, 'assert(cvar.get("r_fov") == "75.0")', thread="other")
     _close(t, e)
@@ -405,9 +416,7 @@ def runner_drop_on_full(t: Tester) -> None:
         t.call("engine.enqueue", engine=e["engine"], script=b(f"return {i}"), callback=True)
     _idle(t, e)
     t.equal(len(_completions(t, e)), 3, "on_complete calls, dropped or not")
-    t.equal(
-        len(t.live(str(e["allocator"]))), baseline + 1, "live buffers: the one queued message"
-    )
+    t.equal(len(t.live(str(e["allocator"]))), baseline + 1, "live buffers: the one queued message")
     with t.checking("SR-DROP-COUNTED"):
         t.equal(obj(t.stats(e)["runner"]).get("dropped"), 2, "stats.dropped")
         logs = t.logs()

@@ -65,7 +65,7 @@ class Args:
     def _bad(self, key: str, want: str) -> ProtocolError:
         return ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"args.{key}: expected {want}")
 
-    def int(self, key: str, default: int | None = None) -> int:
+    def integer(self, key: str, default: int | None = None) -> int:
         value = self.raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._bad(key, "an integer")
@@ -77,24 +77,24 @@ class Args:
             raise self._bad(key, "a number")
         return float(value)
 
-    def bool(self, key: str, default: bool | None = None) -> bool:
+    def flag(self, key: str, default: bool | None = None) -> bool:
         value = self.raw.get(key, default)
         if not isinstance(value, bool):
             raise self._bad(key, "a boolean")
         return value
 
-    def str(self, key: str, default: str | None = None) -> str:
+    def text(self, key: str, default: str | None = None) -> str:
         value = self.raw.get(key, default)
         if not isinstance(value, str):
             raise self._bad(key, "a string")
         return value
 
-    def bytes(self, key: str) -> bytes:
+    def data(self, key: str) -> bytes:
         if key not in self.raw:
             raise self._bad(key, "bytes")
         return decode_bytes(self.raw[key], f"args.{key}")
 
-    def bytes_list(self, key: str) -> list[bytes]:
+    def data_list(self, key: str) -> list[bytes]:
         value = self.raw.get(key, [])
         if not isinstance(value, list):
             raise self._bad(key, "a list of bytes")
@@ -120,7 +120,7 @@ class Args:
     def handle(self, key: str, kind: type[T]) -> T:
         if self.server is None:
             raise self._bad(key, "no handle here")
-        return self.server.lookup(self.str(key), kind)
+        return self.server.lookup(self.text(key), kind)
 
 
 @dataclass
@@ -307,9 +307,7 @@ class Server:
         if obj is None:
             raise ProtocolError(ProtocolCode.UNKNOWN_HANDLE, handle)
         if not isinstance(obj, kind):
-            raise ProtocolError(
-                ProtocolCode.INVALID_ARGUMENT, f"{handle} is not a {kind.__name__}"
-            )
+            raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"{handle} is not a {kind.__name__}")
         return obj
 
     def wait_for(self, rid: int | str, timeout: float | None) -> JsonObject | None:
@@ -327,8 +325,11 @@ class Server:
         for handle, record in list(self.engines.items()):
             thread = self._thread_of(record.thread)
             if thread is not None and not record.engine._closed:
-                call = Call(Request(f"close:{handle}", thread.name, "engine.close",
-                                    {"engine": handle}, None))
+                call = Call(
+                    Request(
+                        f"close:{handle}", thread.name, "engine.close", {"engine": handle}, None
+                    )
+                )
                 thread.calls.put(call)
                 call.done.wait(10)
         with self._lock:
@@ -373,12 +374,12 @@ def _await(server: Server, args: Args) -> Json:
 
 @operation("allocator.new")
 def _allocator_new(server: Server, args: Args) -> Json:
-    return server.register("a", TrackingAllocator(args.str("name", "test")))
+    return server.register("a", TrackingAllocator(args.text("name", "test")))
 
 
 @operation("allocator.fail_at")
 def _allocator_fail_at(server: Server, args: Args) -> Json:
-    args.handle("allocator", TrackingAllocator).fail_at(args.int("k"))
+    args.handle("allocator", TrackingAllocator).fail_at(args.integer("k"))
     return None
 
 
@@ -393,7 +394,7 @@ def _ledger(server: Server, args: Args) -> Json:
 
 
 def _kind(args: Args) -> ActionKind:
-    name = args.str("kind", "ScriptResult")
+    name = args.text("kind", "ScriptResult")
     try:
         return ActionKind[name]
     except KeyError:
@@ -412,7 +413,7 @@ def _consume(q: ActionQueue, action: Action | None) -> Json:
 @operation("queue.new")
 def _queue_new(server: Server, args: Args) -> Json:
     allocator = args.handle("allocator", TrackingAllocator)
-    return server.register("q", server.components.queue(allocator, args.int("capacity")))
+    return server.register("q", server.components.queue(allocator, args.integer("capacity")))
 
 
 @operation("queue.push")
@@ -423,7 +424,7 @@ def _queue_push(server: Server, args: Args) -> Json:
         args.handle("allocator", TrackingAllocator) if "allocator" in args.raw else q.allocator
     )
     kind = _kind(args)
-    message = allocator.dupe(args.bytes("message"), tag="pushed by driver")
+    message = allocator.dupe(args.data("message"), tag="pushed by driver")
     try:
         q.push(Action(kind, message), timeout=args.timeout("timeout_ms", 0.0))
     except BaseException:
@@ -470,7 +471,7 @@ def _queue_deinit(server: Server, args: Args) -> Json:
 def _pool_new(server: Server, args: Args) -> Json:
     """A pool of opaque resources; ``fail_create_at`` makes that ``create_fn`` call raise."""
     allocator = args.handle("allocator", TrackingAllocator)
-    fail_at = args.int("fail_create_at", 0)
+    fail_at = args.integer("fail_create_at", 0)
     record = PoolRecord()
 
     def create(_: TrackingAllocator) -> Token:
@@ -484,7 +485,7 @@ def _pool_new(server: Server, args: Args) -> Json:
         record.destroyed += 1
 
     try:
-        pool = server.components.pool(allocator, args.int("capacity"), create, destroy)
+        pool = server.components.pool(allocator, args.integer("capacity"), create, destroy)
     except MemoryError as exc:
         if isinstance(exc, ScriptingError):
             raise
@@ -512,14 +513,14 @@ def _pool_try_acquire(server: Server, args: Args) -> Json:
 @operation("pool.release")
 def _pool_release(server: Server, args: Args) -> Json:
     pool = _pool(args)
-    pool.release(server.lookup(args.str("resource"), object))
+    pool.release(server.lookup(args.text("resource"), object))
     return None
 
 
 @operation("pool.stats")
 def _pool_stats(server: Server, args: Args) -> Json:
     pool = _pool(args)
-    record = server.pools.get(args.str("pool"), PoolRecord())
+    record = server.pools.get(args.text("pool"), PoolRecord())
     return {
         "available": pool.available,
         "waiters": pool.acquire_waiters,
@@ -550,19 +551,19 @@ def _run(server: Server, state: LuaState, script: bytes, allocator: TrackingAllo
 def _lua_execute(server: Server, args: Args) -> Json:
     """``execute_lua_buffer`` on a leased state; the caller (the driver) frees the message."""
     state = args.handle("state", LuaState)
-    return _run(server, state, args.bytes("script"), args.handle("allocator", TrackingAllocator))
+    return _run(server, state, args.data("script"), args.handle("allocator", TrackingAllocator))
 
 
 @operation("lua.call_handler")
 def _lua_call_handler(server: Server, args: Args) -> Json:
     state = args.handle("state", LuaState)
-    server.components.call_handler(state, args.bytes("name"), args.bytes_list("args"))
+    server.components.call_handler(state, args.data("name"), args.data_list("args"))
     return None
 
 
 @operation("msg.encode_cvar_lua")
 def _msg_encode(server: Server, args: Args) -> Json:
-    fields = args.bytes_list("fields")
+    fields = args.data_list("fields")
     if len(fields) != 4:
         raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "args.fields: four fields")
     return encode_bytes(server.components.encode_cvar_lua(*fields))
@@ -570,7 +571,7 @@ def _msg_encode(server: Server, args: Args) -> Json:
 
 @operation("msg.parse_cvar_lua")
 def _msg_parse(server: Server, args: Args) -> Json:
-    parsed = server.components.parse_cvar_lua(args.bytes("message"))
+    parsed = server.components.parse_cvar_lua(args.data("message"))
     return [encode_bytes(f) for f in (parsed.handler, parsed.name, parsed.old, parsed.new)]
 
 
@@ -584,7 +585,7 @@ def _logs_take(server: Server, args: Args) -> Json:
 
 
 def _record(server: Server, args: Args) -> EngineRecord:
-    handle = args.str("engine")
+    handle = args.text("engine")
     record = server.engines.get(handle)
     if record is None:
         raise ProtocolError(ProtocolCode.UNKNOWN_HANDLE, handle)
@@ -597,11 +598,11 @@ def _register_cvar(registry: CVarRegistry, spec: Json) -> None:
     entry = Args(None, spec)
     bounds = {k: entry.number(k) for k in ("min", "max") if spec.get(k) is not None}
     registry.register(
-        entry.str("name"),
+        entry.text("name"),
         entry.value("default"),
         min=bounds.get("min"),
         max=bounds.get("max"),
-        on_change_lua=entry.str("on_change_lua", ""),
+        on_change_lua=entry.text("on_change_lua", ""),
     )
 
 
@@ -615,9 +616,9 @@ def _engine_new(server: Server, args: Args) -> Json:
     for spec in cvars:
         _register_cvar(registry, spec)
     engine = server.components.engine(
-        args.int("workers", 2),
-        args.int("queue_capacity", 256),
-        args.bytes_list("prelude"),
+        args.integer("workers", 2),
+        args.integer("queue_capacity", 256),
+        args.data_list("prelude"),
         cvars=registry,
     )
     handle = server.register("e", engine)
@@ -633,8 +634,8 @@ def _engine_new(server: Server, args: Args) -> Json:
 @operation("engine.enqueue")
 def _engine_enqueue(server: Server, args: Args) -> Json:
     record = _record(server, args)
-    script = args.bytes("script")
-    if not args.bool("callback", False):
+    script = args.data("script")
+    if not args.flag("callback", False):
         record.engine.runner.enqueue_script(script)
         return None
 
@@ -691,7 +692,7 @@ def _engine_execute(server: Server, args: Args) -> Json:
     engine = _record(server, args).engine
     state = engine.pool.acquire(timeout=args.timeout("timeout_ms", 10.0))
     try:
-        return _run(server, state, args.bytes("script"), engine.allocator)
+        return _run(server, state, args.data("script"), engine.allocator)
     finally:
         engine.pool.release(state)
 
@@ -704,24 +705,24 @@ def _cvar_register(server: Server, args: Args) -> Json:
 
 @operation("engine.cvar_set")
 def _cvar_set(server: Server, args: Args) -> Json:
-    _record(server, args).engine.cvars.set_from_string(args.str("name"), args.str("value"))
+    _record(server, args).engine.cvars.set_from_string(args.text("name"), args.text("value"))
     return None
 
 
 @operation("engine.cvar_get")
 def _cvar_get(server: Server, args: Args) -> Json:
-    return _record(server, args).engine.cvars.get_as_string(args.str("name"))
+    return _record(server, args).engine.cvars.get_as_string(args.text("name"))
 
 
 @operation("engine.cvar_set_handler")
 def _cvar_set_handler(server: Server, args: Args) -> Json:
-    _record(server, args).engine.cvars.set_lua_handler(args.str("name"), args.str("handler"))
+    _record(server, args).engine.cvars.set_lua_handler(args.text("name"), args.text("handler"))
     return None
 
 
 @operation("engine.cvar_get_handler")
 def _cvar_get_handler(server: Server, args: Args) -> Json:
-    return _record(server, args).engine.cvars.get_lua_handler(args.str("name"))
+    return _record(server, args).engine.cvars.get_lua_handler(args.text("name"))
 
 
 @operation("engine.cvar_take")
@@ -753,7 +754,7 @@ def _cvar_take(server: Server, args: Args) -> Json:
 
 @operation("engine.input_set_key")
 def _input_set_key(server: Server, args: Args) -> Json:
-    _record(server, args).engine.input.set_key(args.str("key"), args.bool("pressed"))
+    _record(server, args).engine.input.set_key(args.text("key"), args.flag("pressed"))
     return None
 
 
