@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check lint types test spec trace clean soak oom-sweep property-thorough bench
+.PHONY: demo check lint types test spec trace clean soak oom-sweep property-thorough bench conformance mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,12 @@ property-thorough: $(STAMP)
 # Costs against their stdlib and raw-lupa baselines, as ratios (not part of `check`).
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+# The conformance report against a driver: make conformance DRIVER="python -m refimpl.driver"
+DRIVER ?= python -m refimpl.driver
+conformance: $(STAMP)
+	$(PY) -m refimpl.conformance --driver "$(DRIVER)"
+
+# Mutation testing of refimpl/ against the conformance suite (minutes; not part of check).
+mutation: $(STAMP)
+	$(PY) tools/mutate.py $(MODULES)

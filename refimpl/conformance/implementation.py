@@ -1,0 +1,181 @@
+"""The seam between the conformance suite and an implementation under test.
+
+An :class:`Implementation` runs the operations of the driver protocol (spec/driver-protocol.md)
+on named logical threads: :class:`Op` lists them, one group per seed table. A call answers
+:class:`Ok` (a JSON result), :class:`Err` (an error code: an ``ErrorCode`` value or a protocol
+code, never message text) or, when it has not finished within ``wait_ms``, :class:`Pending`,
+whose final answer :meth:`Implementation.finish` waits for. Two adapters ship:
+``inprocess.InProcess`` (the refimpl in this process) and ``subprocess_adapter.Subprocess``
+(any driver command line).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from refimpl.driver.wire import Json, JsonObject
+
+DEFAULT_WAIT_MS = 20_000
+
+
+class Op(enum.StrEnum):
+    """Every operation of the protocol, by seed table (DRV-OPS)."""
+
+    # control
+    HELLO = "hello"
+    AWAIT = "await"
+    LOGS_TAKE = "logs.take"
+    # allocator ledger (Memory & Ownership)
+    ALLOCATOR_NEW = "allocator.new"
+    ALLOCATOR_FAIL_AT = "allocator.fail_at"
+    LEDGER = "ledger"
+    # ActionQueue API
+    QUEUE_NEW = "queue.new"
+    QUEUE_PUSH = "queue.push"
+    QUEUE_TRY_POP = "queue.try_pop"
+    QUEUE_POP = "queue.pop"
+    QUEUE_STATS = "queue.stats"
+    QUEUE_DEINIT = "queue.deinit"
+    # StatePool API
+    POOL_NEW = "pool.new"
+    POOL_ACQUIRE = "pool.acquire"
+    POOL_TRY_ACQUIRE = "pool.try_acquire"
+    POOL_RELEASE = "pool.release"
+    POOL_STATS = "pool.stats"
+    POOL_DEINIT = "pool.deinit"
+    # Lua Helpers, Message Formats
+    LUA_EXECUTE = "lua.execute"
+    LUA_CALL_HANDLER = "lua.call_handler"
+    MSG_ENCODE_CVAR_LUA = "msg.encode_cvar_lua"
+    MSG_PARSE_CVAR_LUA = "msg.parse_cvar_lua"
+    # ScriptRunner, ScriptingSystem, Lua Bindings, CVar registry: one wired engine
+    ENGINE_NEW = "engine.new"
+    ENGINE_ENQUEUE = "engine.enqueue"
+    ENGINE_COMPLETIONS = "engine.completions"
+    ENGINE_WAIT_IDLE = "engine.wait_idle"
+    ENGINE_UPDATE = "engine.update"
+    ENGINE_STATS = "engine.stats"
+    ENGINE_EXECUTE = "engine.execute"
+    ENGINE_CVAR_REGISTER = "engine.cvar_register"
+    ENGINE_CVAR_SET = "engine.cvar_set"
+    ENGINE_CVAR_GET = "engine.cvar_get"
+    ENGINE_CVAR_SET_HANDLER = "engine.cvar_set_handler"
+    ENGINE_CVAR_GET_HANDLER = "engine.cvar_get_handler"
+    ENGINE_CVAR_TAKE = "engine.cvar_take"
+    ENGINE_INPUT_SET_KEY = "engine.input_set_key"
+    ENGINE_INPUT_SET_MOUSE = "engine.input_set_mouse"
+    ENGINE_CLOSE = "engine.close"
+
+
+@dataclass(frozen=True)
+class Ok:
+    value: Json
+
+
+@dataclass(frozen=True)
+class Err:
+    code: str
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: int
+
+
+Final = Ok | Err
+Reply = Ok | Err | Pending
+
+
+class DriverFailure(Exception):
+    """The driver itself failed: it hung or crashed (DRV-CLIENT-HANG, DRV-CLIENT-CRASH)."""
+
+
+class DriverHung(DriverFailure):
+    pass
+
+
+class DriverCrashed(DriverFailure):
+    pass
+
+
+class Implementation(Protocol):
+    """An implementation under test, reached through the operations of :class:`Op`."""
+
+    name: str
+
+    def hello(self) -> JsonObject:
+        """The handshake's result: ``protocol``, ``implementation``, ``profile``."""
+        ...
+
+    def start(self, thread: str, op: str, args: JsonObject, wait_ms: int) -> Reply:
+        """Run ``op`` on logical thread ``thread``; answer within ``wait_ms`` or ``Pending``."""
+        ...
+
+    def finish(self, call: Pending, timeout_s: float) -> Final:
+        """The final answer of a pending call; :class:`DriverHung` after ``timeout_s``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def to_reply(answer: JsonObject) -> Reply:
+    """An answer line as a :class:`Reply`; a line that fits no shape is a driver failure."""
+    status = answer.get("status")
+    rid = answer.get("id")
+    if status == "ok" and "result" in answer:
+        return Ok(answer["result"])
+    if status == "error" and isinstance(answer.get("code"), str):
+        code = answer["code"]
+        assert isinstance(code, str)
+        return Err(code)
+    if status == "pending" and isinstance(rid, int):
+        return Pending(rid)
+    raise DriverCrashed(f"malformed answer from driver: {answer!r}")
+
+
+class AnswerBook:
+    """Answers by request id, filled by whoever reads them, waited on by the caller."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._answers: dict[int, list[JsonObject]] = {}
+        self.broken: str | None = None
+
+    def deliver(self, answer: JsonObject) -> None:
+        rid = answer.get("id")
+        with self._cond:
+            if isinstance(rid, int) and not isinstance(rid, bool):
+                self._answers.setdefault(rid, []).append(answer)
+            self._cond.notify_all()
+
+    def fail(self, why: str) -> None:
+        with self._cond:
+            self.broken = why
+            self._cond.notify_all()
+
+    def wait(self, rid: int, index: int, timeout_s: float) -> JsonObject:
+        """The ``index``-th answer to ``rid`` (0: first, 1: the final after a pending)."""
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: len(self._answers.get(rid, [])) > index or self.broken is not None,
+                timeout_s,
+            )
+            got = self._answers.get(rid, [])
+            if len(got) > index:
+                return got[index]
+            if self.broken is not None:
+                raise DriverCrashed(self.broken)
+            assert not ok
+            raise DriverHung(f"no answer to request {rid} within {timeout_s:.1f} s")
+
+
+class CallError(Exception):
+    """An operation answered an error code the caller did not expect."""
+
+    def __init__(self, op: str, code: str) -> None:
+        super().__init__(f"{op} answered error {code}")
+        self.op = op
+        self.code = code

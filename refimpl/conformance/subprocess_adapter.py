@@ -1,0 +1,138 @@
+"""The subprocess adapter: any driver command line, spoken to over the driver protocol.
+
+Requests go to the driver's standard input and answers come back on its standard output, one
+JSON object per line (DRV-JSONL). A reader thread files answers by id. A driver that does not
+answer within the request's ``wait_ms`` plus ``hang_s`` is reported as hung, one that closes its
+output or exits as crashed, with the tail of its standard error (DRV-CLIENT-HANG,
+DRV-CLIENT-CRASH); the suite never waits forever.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+from refimpl.conformance.implementation import (
+    AnswerBook,
+    DriverCrashed,
+    Final,
+    Ok,
+    Pending,
+    Reply,
+    to_reply,
+)
+from refimpl.driver.wire import PROTOCOL_VERSION, Json, JsonObject, dumps
+
+
+def command_line(command: str | Sequence[str]) -> list[str]:
+    """Split ``command``; a leading ``python``/``python3`` means this interpreter."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
+
+
+class Subprocess:
+    """An :class:`~refimpl.conformance.implementation.Implementation` behind a driver process."""
+
+    def __init__(self, command: str | Sequence[str], *, hang_s: float = 30.0) -> None:
+        self.argv = command_line(command)
+        self.name = " ".join(self.argv)
+        self.hang_s = hang_s
+        self._book = AnswerBook()
+        self._ids = itertools.count(1)
+        self._write_lock = threading.Lock()
+        self._stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        threading.Thread(target=self._read, name="driver-stdout", daemon=True).start()
+        threading.Thread(target=self._drain_stderr, name="driver-stderr", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                answer: Json = json.loads(line)
+            except json.JSONDecodeError:
+                self._book.fail(f"driver wrote a line that is not JSON: {line[:200]!r}")
+                return
+            if not isinstance(answer, dict):
+                self._book.fail(f"driver wrote a JSON value that is not an object: {line[:200]!r}")
+                return
+            self._book.deliver(answer)
+        status = self._proc.wait()
+        tail = "".join(self._stderr)
+        self._book.fail(f"driver closed its output (exit status {status}); stderr:\n{tail}")
+
+    def _drain_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self._stderr.append(line)
+
+    def hello(self) -> JsonObject:
+        reply = self.start("main", "hello", {}, 10_000)
+        if not isinstance(reply, Ok) or not isinstance(reply.value, dict):
+            raise DriverCrashed(f"handshake failed: {reply}")
+        if reply.value.get("protocol") != PROTOCOL_VERSION:
+            raise DriverCrashed(f"driver speaks protocol {reply.value.get('protocol')!r}")
+        return reply.value
+
+    def send_raw(self, line: str) -> None:
+        """Write one line as is (for tests of the driver's parser)."""
+        assert self._proc.stdin is not None
+        with self._write_lock:
+            try:
+                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError) as exc:
+                raise DriverCrashed(f"driver's input is closed: {exc}") from exc
+
+    def raw_answer(self, rid: int, index: int = 0, timeout_s: float = 10.0) -> JsonObject:
+        return self._book.wait(rid, index, timeout_s)
+
+    def start(self, thread: str, op: str, args: JsonObject, wait_ms: int) -> Reply:
+        rid = next(self._ids)
+        request: JsonObject = {
+            "id": rid,
+            "thread": thread,
+            "op": op,
+            "args": args,
+            "wait_ms": wait_ms,
+        }
+        self.send_raw(dumps(request))
+        return to_reply(self._book.wait(rid, 0, wait_ms / 1000 + self.hang_s))
+
+    def finish(self, call: Pending, timeout_s: float) -> Final:
+        reply = to_reply(self._book.wait(call.id, 1, timeout_s))
+        assert not isinstance(reply, Pending)
+        return reply
+
+    def close(self) -> None:
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll()

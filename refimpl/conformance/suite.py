@@ -1,0 +1,19 @@
+"""The conformance suite: every registered case, by module (``suite_core``, ``suite_system``).
+
+``CASES`` is the list the report runner and ``tests/conformance/test_suite.py`` run; each case
+cites the rule IDs it checks.
+"""
+
+from refimpl.conformance import suite_core, suite_system
+from refimpl.conformance.cases import CASES, Case, CaseResult, Tester, case, run_case
+
+__all__ = [
+    "CASES",
+    "Case",
+    "CaseResult",
+    "Tester",
+    "case",
+    "run_case",
+    "suite_core",
+    "suite_system",
+]

@@ -1,0 +1,336 @@
+"""The driver protocol (spec/driver-protocol.md): the reference driver and the client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refimpl.conformance.implementation import DriverCrashed, DriverHung, Ok, Op, Pending
+from refimpl.conformance.report import main as report_main
+from refimpl.conformance.subprocess_adapter import Subprocess, command_line
+from refimpl.driver.server import OPERATIONS, Server
+from refimpl.driver.wire import Json, JsonObject, ProtocolCode, dumps, encode_bytes
+from refimpl.errors import ErrorCode
+
+CODES = {c.value for c in ErrorCode} | {c.value for c in ProtocolCode}
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Subprocess]:
+    d = Subprocess("python -m refimpl.driver")
+    yield d
+    d.close()
+
+
+class Ids:
+    next = 10_000
+
+
+def raw(d: Subprocess, request: JsonObject, index: int = 0) -> JsonObject:
+    Ids.next += 1
+    rid = Ids.next
+    d.send_raw(dumps({**request, "id": rid}))
+    return d.raw_answer(rid, index)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-HELLO", "DRV-JSONL")
+def test_hello(driver: Subprocess) -> None:
+    answer = raw(driver, {"op": "hello"})
+    assert answer["status"] == "ok"
+    assert answer["result"] == {"protocol": 1, "implementation": "refimpl", "profile": "refimpl"}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-BAD-REQUEST", "DRV-REQUEST")
+def test_bad_lines_are_answered_and_the_driver_goes_on(driver: Subprocess) -> None:
+    proc = subprocess.run(
+        command_line("python -m refimpl.driver"),
+        input='garbage\n[1, 2]\n{"id": 7, "op": 3}\n{"id": "s", "op": "hello", "wait_ms": -1}\n'
+        '{"id": true, "op": "hello"}\n{"id": 8, "op": "hello", "args": []}\n'
+        '{"id": 9, "op": "hello"}\n',
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(a["id"], a["status"], a.get("code")) for a in answers] == [
+        (None, "error", "BadRequest"),
+        (None, "error", "BadRequest"),
+        (7, "error", "BadRequest"),
+        ("s", "error", "BadRequest"),
+        (None, "error", "BadRequest"),
+        (8, "error", "BadRequest"),
+        (9, "ok", None),
+    ]
+    assert proc.returncode == 0
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-UNKNOWN-OP", "DRV-ARGS", "DRV-CODES")
+def test_unknown_op_and_bad_args(driver: Subprocess) -> None:
+    assert raw(driver, {"op": "queue.fly"})["code"] == "UnknownOp"
+    alloc = raw(driver, {"op": "allocator.new", "args": {"name": "x"}})["result"]
+    assert raw(driver, {"op": "queue.new", "args": {"allocator": alloc}})["code"] == (
+        "InvalidArgument"
+    )
+    bad: JsonObject = {"allocator": alloc, "capacity": "3"}
+    assert raw(driver, {"op": "queue.new", "args": bad})["code"] == "InvalidArgument"
+    assert raw(driver, {"op": "queue.stats", "args": {"queue": "zz9"}})["code"] == "UnknownHandle"
+    full = raw(driver, {"op": "queue.new", "args": {"allocator": alloc, "capacity": 1}})
+    push: JsonObject = {"op": "queue.push", "args": {"queue": full["result"], "message": "m"}}
+    raw(driver, push)
+    answer = raw(driver, push)
+    assert answer["code"] == "QueueFull" and answer["code"] in CODES
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-BYTES", "DRV-LEDGER")
+def test_bytes_survive_and_the_ledger_shows_them(driver: Subprocess) -> None:
+    alloc = raw(driver, {"op": "allocator.new", "args": {"name": "bytes"}})["result"]
+    q = raw(driver, {"op": "queue.new", "args": {"allocator": alloc, "capacity": 4}})["result"]
+    payload = b"\x00\xff\xfe NUL \x00"
+    raw(driver, {"op": "queue.push", "args": {"queue": q, "message": encode_bytes(payload)}})
+    raw(driver, {"op": "queue.push", "args": {"queue": q, "message": "plain"}})
+    ledger = raw(driver, {"op": "ledger", "args": {"allocator": alloc}})["result"]
+    assert ledger == {"live": 2, "buffers": [encode_bytes(payload), encode_bytes(b"plain")]}
+    popped = raw(driver, {"op": "queue.try_pop", "args": {"queue": q}})["result"]
+    assert popped == {"kind": "ScriptResult", "message": encode_bytes(payload)}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-HANDLES")
+def test_handles_are_stable_and_shared(driver: Subprocess) -> None:
+    alloc = raw(driver, {"op": "allocator.new", "args": {"name": "h"}})["result"]
+    pool = raw(driver, {"op": "pool.new", "args": {"allocator": alloc, "capacity": 1}})["result"]
+    first = raw(driver, {"op": "pool.acquire", "args": {"pool": pool}})["result"]
+    release: JsonObject = {
+        "op": "pool.release",
+        "thread": "other",
+        "args": {"pool": pool, "resource": first},
+    }
+    assert raw(driver, release)["status"] == "ok"
+    again = raw(driver, {"op": "pool.acquire", "thread": "third", "args": {"pool": pool}})
+    assert again["result"] == first
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-PENDING", "DRV-AWAIT", "DRV-THREADS", "DRV-ANSWER")
+def test_pending_then_final_answer_and_await(driver: Subprocess) -> None:
+    alloc = raw(driver, {"op": "allocator.new", "args": {"name": "p"}})["result"]
+    q = raw(driver, {"op": "queue.new", "args": {"allocator": alloc, "capacity": 2}})["result"]
+    Ids.next += 1
+    pop_id = Ids.next
+    driver.send_raw(
+        dumps({"id": pop_id, "thread": "B", "op": "queue.pop", "args": {"queue": q}, "wait_ms": 50})
+    )
+    assert driver.raw_answer(pop_id) == {"id": pop_id, "status": "pending"}
+    Ids.next += 1
+    await_id = Ids.next
+    driver.send_raw(dumps({"id": await_id, "op": "await", "args": {"id": pop_id}, "wait_ms": 50}))
+    assert driver.raw_answer(await_id)["status"] == "pending"
+    raw(driver, {"op": "queue.push", "thread": "A", "args": {"queue": q, "message": "go"}})
+    final = driver.raw_answer(pop_id, 1)
+    assert final["status"] == "ok"
+    assert driver.raw_answer(await_id, 1)["result"] == final
+    assert raw(driver, {"op": "await", "args": {"id": "never-sent"}})["code"] == "UnknownId"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-THREADS")
+def test_calls_on_one_thread_run_in_order(driver: Subprocess) -> None:
+    alloc = raw(driver, {"op": "allocator.new", "args": {"name": "o"}})["result"]
+    q = raw(driver, {"op": "queue.new", "args": {"allocator": alloc, "capacity": 9}})["result"]
+    ids = []
+    for i in range(5):
+        Ids.next += 1
+        ids.append(Ids.next)
+        driver.send_raw(
+            dumps(
+                {
+                    "id": Ids.next,
+                    "thread": "T",
+                    "op": "queue.push",
+                    "wait_ms": 0,
+                    "args": {"queue": q, "message": str(i)},
+                }
+            )
+        )
+    for rid in ids:
+        first = driver.raw_answer(rid)
+        if first["status"] == "pending":
+            driver.raw_answer(rid, 1)
+    got = [raw(driver, {"op": "queue.try_pop", "args": {"queue": q}})["result"] for _ in range(5)]
+    assert got == [
+        {"kind": "ScriptResult", "message": encode_bytes(str(i).encode())} for i in range(5)
+    ]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-LOGS", "DRV-OPS")
+def test_logs_take(driver: Subprocess) -> None:
+    engine = raw(driver, {"op": "engine.new", "args": {"workers": 1}})["result"]
+    assert isinstance(engine, dict)
+    raw(driver, {"op": "logs.take"})
+    script = encode_bytes(b'console.log("error", "from lua")')
+    raw(driver, {"op": "engine.execute", "args": {"engine": engine["engine"], "script": script}})
+    logs = raw(driver, {"op": "logs.take"})["result"]
+    assert isinstance(logs, list)
+    assert {"level": "error", "source": "console", "text": "from lua"} in logs
+    assert raw(driver, {"op": "logs.take"})["result"] == []
+    raw(driver, {"op": "engine.close", "args": {"engine": engine["engine"]}})
+
+
+@pytest.mark.spec("DRV-OPS")
+def test_every_operation_is_served() -> None:
+    assert set(OPERATIONS) == {op.value for op in Op}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-EOF")
+def test_driver_exits_at_end_of_input_with_calls_blocked() -> None:
+    d = Subprocess("python -m refimpl.driver")
+    alloc = d.start("main", "allocator.new", {"name": "e"}, 5000)
+    assert isinstance(alloc, Ok)
+    q = d.start("main", "queue.new", {"allocator": alloc.value, "capacity": 1}, 5000)
+    assert isinstance(q, Ok)
+    assert isinstance(d.start("B", "queue.pop", {"queue": q.value}, 20), Pending)
+    engine = d.start("main", "engine.new", {"workers": 1}, 20_000)
+    assert isinstance(engine, Ok)
+    d.close()
+    assert d.returncode == 0
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-CLIENT-HANG")
+def test_client_reports_a_hung_driver() -> None:
+    d = Subprocess([sys.executable, "-c", "import sys; sys.stdin.read()"], hang_s=0.2)
+    with pytest.raises(DriverHung):
+        d.start("main", "hello", {}, 10)
+    d.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-CLIENT-CRASH")
+@pytest.mark.parametrize(
+    "program", ["import sys; sys.exit(3)", "print('hello there')", "print('[1]')"]
+)
+def test_client_reports_a_crashed_driver(program: str) -> None:
+    d = Subprocess([sys.executable, "-c", program], hang_s=20)
+    with pytest.raises(DriverCrashed):
+        d.start("main", "hello", {}, 10)
+    d.close()
+
+
+# -- fuzzing the request parser ------------------------------------------------------------
+
+json_values: st.SearchStrategy[Json] = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+FUZZ_OPS = [*sorted(set(OPERATIONS) - {"engine.new", "await"}), "nope", ""]
+arg_keys = st.sampled_from(
+    [
+        "queue",
+        "pool",
+        "allocator",
+        "capacity",
+        "message",
+        "kind",
+        "timeout_ms",
+        "resource",
+        "state",
+        "engine",
+        "script",
+        "name",
+        "args",
+        "fields",
+        "k",
+        "value",
+        "cvar",
+        "id",
+    ]
+)
+requests = st.fixed_dictionaries(
+    {
+        "id": st.integers(0, 10**6),
+        "op": st.sampled_from(FUZZ_OPS),
+        # Never null or absent (no limit): a fuzzed pop may block and the reader must not wait.
+        "wait_ms": st.sampled_from([0, 200, -1, "200", 1.5, [200]]),
+    },
+    optional={
+        "thread": st.sampled_from(["main", "B", ""]) | json_values,
+        "args": st.dictionaries(
+            arg_keys, json_values | st.sampled_from(["a1", "q2", "p3"]), max_size=4
+        )
+        | json_values,
+    },
+)
+lines = st.text(max_size=40) | requests.map(json.dumps) | json_values.map(json.dumps)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.spec("DRV-BAD-REQUEST", "DRV-ARGS", "DRV-CODES", "DRV-ANSWER")
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(lines, min_size=1, max_size=6))
+def test_fuzzed_requests_are_answered_with_codes(batch: list[str]) -> None:
+    """Whatever the lines, each gets an answer at once (ok, error or pending), every error
+    carries a known code, and no request makes the driver fail internally."""
+    answers: list[JsonObject] = []
+    server = Server(answers.append)
+    try:
+        for line in batch:
+            before = len(answers)
+            server.handle_line(line.replace("\n", " "))
+            if line.strip():
+                assert len(answers) > before, f"no answer to {line!r}"
+        for answer in list(answers):
+            assert answer["status"] in ("ok", "error", "pending"), answer
+            if answer["status"] == "error":
+                assert answer["code"] in CODES and answer["code"] != "Internal", answer
+    finally:
+        server.close()
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.spec("DRV-REPORT", "DRV-PROFILE")
+def test_report_fails_a_must_and_honours_declared_deviations(tmp_path: Path) -> None:
+    driver = "python -m refimpl.driver --mutant lifo-queue"
+    out = tmp_path / "out"
+    assert report_main(["--driver", driver, "--case", "queue_fifo", "--out", str(out)]) == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["rules"]["AQ-FIFO"]["status"] == "fail"
+    assert "<failure" in (out / "junit.xml").read_text()
+    profile = tmp_path / "lifo.toml"
+    profile.write_text('[expectations]\ndeviations = ["AQ-FIFO"]\nnot-applicable = ["AQ-LEN"]\n')
+    args = ["--driver", driver, "--profile", str(profile), "--out", str(out)]
+    assert report_main([*args, "--case", "queue_fifo", "--case", "queue_init_and_len"]) == 0
+    rules = json.loads((out / "report.json").read_text())["rules"]
+    assert rules["AQ-FIFO"]["status"] == "deviation"
+    assert rules["AQ-LEN"]["status"] == "n/a"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.spec("DRV-PROFILE")
+def test_a_ruling_declared_deviating_covers_its_rules(tmp_path: Path) -> None:
+    profile = tmp_path / "d1.toml"
+    profile.write_text('[rulings]\nD1 = "deviates"\n')
+    out = tmp_path / "out"
+    args = ["--driver", "python -m refimpl.driver --mutant unbounded-queue", "--out", str(out)]
+    assert report_main([*args, "--profile", str(profile), "--case", "queue_push_full"]) == 0
+    assert json.loads((out / "report.json").read_text())["rules"]["AQ-PUSH-FULL"]["status"] == (
+        "deviation"
+    )
