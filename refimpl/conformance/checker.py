@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import gc
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -243,11 +244,19 @@ def check_queue(
     """
     facts = _index(history)
     start = time.monotonic()
-    jit = _JitQueue(history, capacity)
-    allowance = _ALLOWANCE * len(jit.ev_op) + _ALLOWANCE_EXTRA
-    result = jit.run(_WINDOW, allowance, NEVER)
-    if result.verdict is Verdict.Unknown and search_budget_s > 0:
-        result = jit.run(NEVER, NEVER, start + search_budget_s)
+    # The search makes many small acyclic objects: cyclic collection would only rescan the
+    # history, again and again.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        jit = _JitQueue(history, capacity)
+        allowance = _ALLOWANCE * len(jit.ev_op) + _ALLOWANCE_EXTRA
+        result = jit.run(_WINDOW, allowance, NEVER)
+        if result.verdict is Verdict.Unknown and search_budget_s > 0:
+            result = jit.run(NEVER, NEVER, start + search_budget_s)
+    finally:
+        if collecting:
+            gc.enable()
     if result.verdict is Verdict.Ok:
         return CheckResult(Verdict.Ok, result.reason)
     for pattern in _PATTERNS:
@@ -526,14 +535,14 @@ _Contents = tuple[Hashable, ...]
 _Config = tuple[frozenset[int], _Contents]
 
 # The fast pass keeps a checkpoint every _EVERY events, for the last _WINDOW events.
-_EVERY = 32
+_EVERY = 16
 _WINDOW = 1 << 14
 # The fast pass may do this much work per event of the history (plus a constant) before it
 # gives up; repairs are local, so a linearizable history needs far less.
 _ALLOWANCE = 8
 _ALLOWANCE_EXTRA = 200_000
 # A repair replays at least this many events past the dead end before handing back.
-_PAST = 64
+_PAST = 16
 # More configurations at one instant than this: give the pass up.
 _MAX_CONFIGS = 50_000
 
@@ -667,31 +676,32 @@ class _JitQueue:
     def _greedy(
         self, i: int, lin: frozenset[int], s: _Contents, flight: tuple[int, ...]
     ) -> _Config | None:
-        """One configuration after forcing the returning call ``i`` (not yet linearized)."""
-        kind = self.kind
-        if kind[i] == _PUSH:
-            key = self.pop_key[i]
-            ahead = sorted(
-                (self.pop_key[j], j)
-                for j in flight
-                if j not in lin and kind[j] in (_PUSH, _PENDING_PUSH) and self.pop_key[j] < key
-            )
-            if ahead:
-                lin0, s0 = lin, s
-                for _, j in ahead:
-                    s1 = self._step(j, s0)
-                    if s1 is None:
-                        break
-                    lin0, s0 = self._absorb(lin0 | {j}, s1, flight), s1
-                else:
-                    s1 = self._step(i, s0)
-                    if s1 is not None:
-                        return self._absorb(lin0, s1, flight) - {i}, s1
-        s2 = self._step(i, s)
-        if s2 is not None:
-            return (lin if s2 is s else self._absorb(lin, s2, flight)), s2
+        """One configuration after forcing the returning call ``i`` (not yet linearized): the
+        call alone, unless a failing answer in flight still waits for its observation or a
+        push in flight has a value popped earlier; then the best of the closure by
+        :meth:`_score`."""
+        kind, pop_key = self.kind, self.pop_key
+        ki = kind[i]
+        # What the call alone could spoil: an earlier-popped push must go first; a waiting
+        # empty answer wants a push to wait, a waiting QueueFull wants a pop to wait.
+        spoils = (_EMPTY, _PUSH, _PENDING_PUSH) if ki == _PUSH else (_FULL,)
+        plain = True
+        for j in flight:
+            if j == i or j in lin:
+                continue
+            k = kind[j]
+            if k in spoils and (k in (_EMPTY, _FULL) or pop_key[j] < pop_key[i]):
+                plain = False
+                break
+        if plain:
+            s2 = self._step(i, s)
+            if s2 is not None:
+                return (lin if s2 is s else self._absorb(lin, s2, flight)), s2
         alternatives = self._closure(i, lin, s, flight)
-        return alternatives[0] if alternatives else None
+        if not alternatives:
+            return None
+        rest = tuple(j for j in flight if j != i)
+        return min(alternatives, key=lambda config: self._score(config, rest))
 
     def _advance(
         self, configs: set[_Config], e: int, flight: tuple[int, ...]
@@ -716,13 +726,23 @@ class _JitQueue:
             raise _GiveUp(f"more than {_MAX_CONFIGS} configurations at one instant")
         return after, tuple(j for j in flight if j != i)
 
-    def _score(self, config: _Config) -> tuple[int, int]:
-        """Lower is likelier to go on: values out of the order of their pops, then calls
-        linearized ahead of their return."""
+    def _score(self, config: _Config, flight: tuple[int, ...]) -> tuple[int, int, int]:
+        """Lower is likelier to go on: values queued out of the order of their pops (counting
+        pushes in flight not linearized yet), failing answers in flight still waiting for
+        their observation, calls linearized ahead of their return."""
         lin, s = config
         keys = [self.popped_at.get(v, NEVER) for v in s]
         inversions = sum(1 for a in range(len(keys)) for b in range(a) if keys[b] > keys[a])
-        return inversions, len(lin)
+        waiting = 0
+        for j in flight:
+            if j in lin:
+                continue
+            k = self.kind[j]
+            if k in (_EMPTY, _FULL):
+                waiting += 1
+            elif k in (_PUSH, _PENDING_PUSH):
+                inversions += sum(1 for key in keys if key > self.pop_key[j])
+        return inversions, waiting, len(lin)
 
     def run(self, window: int, allowance: int, deadline: float) -> _JitResult:
         """``Ok``: the pass reached the end. ``Illegal``: the replay from the first event died
@@ -796,7 +816,7 @@ class _JitQueue:
             if self.work > self.allowance or time.monotonic() > self.deadline:
                 raise _GiveUp(f"search stopped after {self.work} steps")
             if configs:
-                lin, s = min(configs, key=self._score)
+                lin, s = min(configs, key=lambda config: self._score(config, flight))
                 checkpoints.append(_Checkpoint(e, lin, s, flight))
                 return e, lin, s, flight
             if first:
