@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import collections
 import gc
+import itertools
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -251,9 +252,7 @@ def check_queue(
     try:
         jit = _JitQueue(history, capacity)
         allowance = _ALLOWANCE * len(jit.ev_op) + _ALLOWANCE_EXTRA
-        result = jit.run(_WINDOW, allowance, NEVER)
-        if result.verdict is Verdict.Unknown and search_budget_s > 0:
-            result = jit.run(NEVER, NEVER, start + search_budget_s)
+        result = jit.run(allowance, start + search_budget_s)
     finally:
         if collecting:
             gc.enable()
@@ -267,25 +266,27 @@ def check_queue(
     if result.verdict is Verdict.Unknown:
         return CheckResult(Verdict.Unknown, f"no violation pattern, and {result.reason}")
     window = _dead_end_window(jit, result.dead_end, start + max(search_budget_s, 1.0))
+    stuck = history[jit.ev_op[result.dead_end]]
     return CheckResult(
         Verdict.Illegal,
-        f"no linearization: every way to linearize the calls up to {window[-1].describe()} "
-        "fails (see the window)",
+        f"no linearization: no way to linearize the calls up to the return of "
+        f"{stuck.op}#{stuck.id} at {stuck.ret} (HC-QUEUE-JIT)",
         window,
     )
 
 
-def _dead_end_window(jit: _JitQueue, furthest: int, deadline: float) -> list[Operation]:
-    """Operations explaining a dead end at event ``furthest``: the calls invoked since an idle
+def _dead_end_window(jit: _JitQueue, dead_end: int, deadline: float) -> list[Operation]:
+    """Operations explaining a dead end at event ``dead_end``: the calls invoked since an idle
     instant (nothing in flight) before it, with the pushes of the values they pop, grown back
     one idle instant at a time until the general search confirms them illegal, then shrunk.
     Failing that, every call invoked up to the dead end: that prefix is illegal by itself."""
     history = jit.history
     model = QueueModel(jit.capacity)
-    invoked_at: dict[int, int] = {}
+    stuck = jit.ev_op[dead_end]
+    invoked_at: dict[int, int] = {stuck: dead_end}
     idle: list[int] = []
     flight = 0
-    for e in range(furthest + 1):
+    for e in range(dead_end):
         if flight == 0:
             idle.append(e)
         if jit.ev_invoke[e]:
@@ -592,12 +593,15 @@ class _JitQueue:
         self.value: list[Hashable] = []
         keys: list[int] = []
         popped_at: dict[Hashable, int] = {}
+        self.push_of: dict[Hashable, int] = {}
         for i, o in enumerate(history):
             kind = _kind(o)
             self.kind.append(kind)
             self.value.append(o.arg if o.op == "push" else o.outcome)
             if kind == _POP and o.ret is not None:
                 popped_at.setdefault(o.outcome, o.ret)
+            elif kind in (_PUSH, _PENDING_PUSH):
+                self.push_of[o.arg] = i
             # Returns before invocations at one instant, as in the general search.
             keys.append((2 * o.invoke + 1) * n + i)
             if o.ret is not None:
@@ -614,6 +618,8 @@ class _JitQueue:
         self.work = 0
         self.allowance = 0
         self.deadline = 0.0
+        # The latest configuration known to be the only one possible at its instant.
+        self.hard = _Checkpoint(0, frozenset(), (), ())
 
     def _step(self, j: int, s: _Contents) -> _Contents | None:
         """The contents after call ``j`` in ``s``, or ``None`` if it is not legal there (or,
@@ -744,21 +750,22 @@ class _JitQueue:
                 inversions += sum(1 for key in keys if key > self.pop_key[j])
         return inversions, waiting, len(lin)
 
-    def run(self, window: int, allowance: int, deadline: float) -> _JitResult:
-        """``Ok``: the pass reached the end. ``Illegal``: the replay from the first event died
-        at ``dead_end``. ``Unknown``: more than ``allowance`` work, the ``deadline``, or a
-        repair needing a checkpoint more than ``window`` events old."""
+    def run(self, allowance: int, deadline: float) -> _JitResult:
+        """``Ok``: the pass reached the end. ``Illegal``: a replay from a configuration known
+        to be the only one possible at its instant died at ``dead_end``. ``Unknown``: more
+        than ``allowance`` work and past the ``deadline``, or too many configurations."""
         self.work, self.allowance, self.deadline = 0, allowance, deadline
+        self.hard = _Checkpoint(0, frozenset(), (), ())
         try:
-            return self._run(window)
+            return self._run()
         except _GiveUp as stop:
             return _JitResult(Verdict.Unknown, -1, str(stop))
 
-    def _run(self, window: int) -> _JitResult:
+    def _run(self) -> _JitResult:
         ev_op, ev_invoke, kind = self.ev_op, self.ev_invoke, self.kind
         capacity = self.capacity
         m = len(ev_op)
-        keep = max(window // _EVERY, 2)
+        keep = _WINDOW // _EVERY
         checkpoints: collections.deque[_Checkpoint] = collections.deque(maxlen=keep)
         idx = 0
         lin: frozenset[int] = frozenset()
@@ -769,8 +776,7 @@ class _JitQueue:
             if idx % _EVERY == 0:
                 checkpoints.append(_Checkpoint(idx, lin, s, flight))
                 self.work += _EVERY
-                if self.work > self.allowance or time.monotonic() > self.deadline:
-                    raise _GiveUp(f"search stopped after {self.work} steps")
+                self._spent()
             i = ev_op[idx]
             if ev_invoke[idx]:
                 flight = (*flight, i)
@@ -792,6 +798,8 @@ class _JitQueue:
             lin = lin - {i}
             flight = tuple(j for j in flight if j != i)
             idx += 1
+            if not flight and self._forced(s):
+                self.hard = _Checkpoint(idx, lin, s, flight)
         return _JitResult(Verdict.Ok, -1, f"a linearization was found ({repairs} local repairs)")
 
     def _repair(
@@ -802,8 +810,8 @@ class _JitQueue:
         m = len(self.ev_op)
         back = 2
         while True:
-            first = back >= len(checkpoints)
-            cp = checkpoints[0] if first else checkpoints[-back]
+            exact = back > len(checkpoints) or checkpoints[-back].at <= self.hard.at
+            cp = self.hard if exact else checkpoints[-back]
             configs: set[_Config] = {(cp.lin, cp.contents)}
             flight = cp.flight
             e = cp.at
@@ -813,17 +821,27 @@ class _JitQueue:
                 e += 1
                 if e > dead and len(configs) == 1:
                     break
-            if self.work > self.allowance or time.monotonic() > self.deadline:
-                raise _GiveUp(f"search stopped after {self.work} steps")
+            self._spent()
             if configs:
                 lin, s = min(configs, key=lambda config: self._score(config, flight))
                 checkpoints.append(_Checkpoint(e, lin, s, flight))
                 return e, lin, s, flight
-            if first:
-                if cp.at == 0:
-                    return _JitResult(Verdict.Illegal, e - 1, "no linearization exists")
-                raise _GiveUp("the repair needed a checkpoint already forgotten")
+            if exact:
+                return _JitResult(Verdict.Illegal, e - 1, "no linearization exists")
             back *= 2
+
+    def _spent(self) -> None:
+        if self.work > self.allowance and time.monotonic() > self.deadline:
+            raise _GiveUp(f"search stopped after {self.work} steps")
+
+    def _forced(self, s: _Contents) -> bool:
+        """At an instant with nothing in flight, is ``s`` the only possible configuration? Its
+        values are then exactly those pushed and not popped so far; their order is forced when
+        their pushes follow one another in real time."""
+        if len(s) < 2:
+            return True
+        pushes = sorted((self.history[self.push_of[v]] for v in s), key=lambda o: o.invoke)
+        return all(a.ret is not None and a.ret < b.invoke for a, b in itertools.pairwise(pushes))
 
 
 def _kind(o: Operation) -> int:
