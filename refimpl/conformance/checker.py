@@ -2,12 +2,21 @@
 
 Two checkers, one verdict type (:class:`~refimpl.conformance.history.CheckResult`):
 
-* :func:`check_queue`, the fast monitor for the ActionQueue. With every pushed value distinct, a
-  queue history is judged by looking for a fixed set of violation patterns (Henzinger, Sezgin,
-  Vafeiadis; Emmi and Enea; Lee and Mathur), each found by a sort and a sweep in O(n log n).
-  A pattern is a proof of ``Illegal`` (HC-QUEUE-PATTERNS). ``Ok`` needs a proof too: a greedy
-  sweep that builds an actual linearization (HC-SOUND). When neither succeeds, a small history
-  goes to the general checker and a large one is ``Unknown``.
+* :func:`check_queue`, the fast checker for the ActionQueue (HC-QUEUE-JIT). It replays the
+  events in time order and linearizes each call just in time (Lowe): when it returns, after
+  whichever calls in flight it needs. One configuration (queue contents, calls in flight
+  already linearized) is followed, chosen by the order in which values were popped; at a dead
+  end every configuration is replayed from a checkpoint a few dozen events back, further back
+  (doubling) while that dies too. An instant with nothing in flight whose queued values were
+  pushed one after another has only one possible configuration, so a replay from there is
+  exact: ``Illegal`` is proven there, and checking is compositional over time. With P threads
+  at most P calls are in flight, so a step costs O(P!) at worst and a history of n calls costs
+  O(n) plus its repairs; a repair costs the stretch it replays times the configurations it
+  holds, which the calls in flight and the queued values not yet ordered bound (past 50,000 at
+  one instant: ``Unknown``). A proof of ``Illegal`` replays back to the latest forced instant,
+  the start of the history at worst. ``Illegal`` is explained by the
+  O(n log n) violation patterns (Henzinger, Sezgin, Vafeiadis; Emmi and Enea; Lee and Mathur)
+  when one applies (HC-QUEUE-PATTERNS), otherwise by a shrunk window around the dead end.
 * :func:`check_linearizable`, the general Wing-Gong/Lowe search with memoization over any
   :class:`Model` (the StatePool, the CVar register, the queue for small histories), with
   P-compositional partitions and a time budget (HC-BUDGET), shrinking an illegal history to a
