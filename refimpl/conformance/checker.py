@@ -236,11 +236,12 @@ def check_queue(
 
     The verdict comes from just-in-time linearization (HC-QUEUE-JIT): the events are replayed
     in time order, a call is linearized when it returns (or earlier, when a returning call needs
-    it), and a dead end is repaired locally by backing up to the latest return that had other
-    choices. The search is exact, so it proves ``Ok`` with a linearization and ``Illegal`` when
-    no alternative is left (HC-SOUND). A first pass forgets choices more than a few thousand
-    events old and gives up after a fixed multiple of the history's events; should it give up,
-    an unbounded pass decides within ``search_budget_s`` seconds (0: answer ``Unknown``).
+    it), and a dead end is repaired by replaying every configuration over the last few dozen
+    events, further back while that dies. The search is exact: ``Ok`` comes with a
+    linearization, ``Illegal`` when a replay from an instant with only one possible
+    configuration dies (HC-SOUND). Its work is allowed a fixed multiple of the history's events;
+    beyond that it goes on for what is left of ``search_budget_s`` seconds (0: none), then
+    answers ``Unknown``.
 
     An ``Illegal`` verdict is explained by the first violation pattern the history shows, each
     found in O(n log n), whose operations are the window (HC-QUEUE-PATTERNS): a value popped but
