@@ -617,6 +617,15 @@ class _JitQueue:
             if o.ret is not None:
                 keys.append(2 * o.ret * n + i)
         keys.sort()
+        # No removal of a value can start before this: its pop's invocation, or for a value
+        # no complete pop took, the first pending pop's invocation (HC-PENDING).
+        never_before = min(
+            (o.invoke for i, o in enumerate(history) if self.kind[i] == _PENDING_POP), default=NEVER
+        )
+        self.removal_from = {v: never_before for v in self.push_of}
+        for i, o in enumerate(history):
+            if self.kind[i] == _POP and o.outcome in self.removal_from:
+                self.removal_from[o.outcome] = min(self.removal_from[o.outcome], o.invoke)
         self.ev_op = [k % n for k in keys]
         self.ev_invoke = [(k // n) & 1 == 1 for k in keys]
         # When each push's value was seen popped (never: NEVER).
@@ -736,11 +745,21 @@ class _JitQueue:
             if i in lin:
                 after.add((lin - {i}, s))
             elif present:
-                after.update(self._closure(i, lin, s, flight))
+                after.update(c for c in self._closure(i, lin, s, flight) if self._possible(c[1]))
         self.work += len(configs)
         if len(after) > _MAX_CONFIGS:
             raise _GiveUp(f"more than {_MAX_CONFIGS} configurations at one instant")
         return after, tuple(j for j in flight if j != i)
+
+    def _possible(self, s: _Contents) -> bool:
+        """``False`` if a value of ``s`` is queued behind one whose removal cannot start before
+        the later value's pop returned: no future fixes that order."""
+        latest = -1
+        for v in s:
+            if self.popped_at.get(v, NEVER) < latest:
+                return False
+            latest = max(latest, self.removal_from.get(v, NEVER))
+        return True
 
     def _score(self, config: _Config, flight: tuple[int, ...]) -> tuple[int, int, int]:
         """Lower is likelier to go on: values queued out of the order of their pops (counting
