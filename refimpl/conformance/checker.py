@@ -2,12 +2,21 @@
 
 Two checkers, one verdict type (:class:`~refimpl.conformance.history.CheckResult`):
 
-* :func:`check_queue`, the fast monitor for the ActionQueue. With every pushed value distinct, a
-  queue history is judged by looking for a fixed set of violation patterns (Henzinger, Sezgin,
-  Vafeiadis; Emmi and Enea; Lee and Mathur), each found by a sort and a sweep in O(n log n).
-  A pattern is a proof of ``Illegal`` (HC-QUEUE-PATTERNS). ``Ok`` needs a proof too: a greedy
-  sweep that builds an actual linearization (HC-SOUND). When neither succeeds, a small history
-  goes to the general checker and a large one is ``Unknown``.
+* :func:`check_queue`, the fast checker for the ActionQueue (HC-QUEUE-JIT). It replays the
+  events in time order and linearizes each call just in time (Lowe): when it returns, after
+  whichever calls in flight it needs. One configuration (queue contents, calls in flight
+  already linearized) is followed, chosen by the order in which values were popped; at a dead
+  end every configuration is replayed from a checkpoint a few dozen events back, further back
+  (doubling) while that dies too. An instant with nothing in flight whose queued values were
+  pushed one after another has only one possible configuration, so a replay from there is
+  exact: ``Illegal`` is proven there, and checking is compositional over time. With P threads
+  at most P calls are in flight, so a step costs O(P!) at worst and a history of n calls costs
+  O(n) plus its repairs; a repair costs the stretch it replays times the configurations it
+  holds, which the calls in flight and the queued values not yet ordered bound (past 50,000 at
+  one instant: ``Unknown``). A proof of ``Illegal`` replays back to the latest forced instant,
+  the start of the history at worst. ``Illegal`` is explained by the
+  O(n log n) violation patterns (Henzinger, Sezgin, Vafeiadis; Emmi and Enea; Lee and Mathur)
+  when one applies (HC-QUEUE-PATTERNS), otherwise by a shrunk window around the dead end.
 * :func:`check_linearizable`, the general Wing-Gong/Lowe search with memoization over any
   :class:`Model` (the StatePool, the CVar register, the queue for small histories), with
   P-compositional partitions and a time budget (HC-BUDGET), shrinking an illegal history to a
@@ -22,7 +31,8 @@ from __future__ import annotations
 
 import bisect
 import collections
-import heapq
+import gc
+import itertools
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -221,31 +231,98 @@ def check_queue(
     *,
     search_budget_s: float = 10.0,
 ) -> CheckResult:
-    """Check a bounded-FIFO history with distinct pushed values in O(n log n).
+    """Check a bounded-FIFO history with distinct pushed values, in time linear in its length
+    for a bounded number of threads.
 
-    First the violation patterns, each a proof of ``Illegal`` whose operations are the window
-    (HC-QUEUE-PATTERNS): a value popped but never pushed, popped twice, popped before its push
-    was invoked, popped out of order, an empty answer while a value was certainly queued, more
-    than ``capacity`` values certainly queued at once, a push accepted while ``capacity`` values
-    were certainly queued throughout it, and ``QueueFull`` while fewer than ``capacity`` could be
-    queued throughout it (HC-FAILED-OPS-OBSERVE). Then a greedy sweep that builds a
-    linearization: success proves ``Ok`` (HC-SOUND). If both fail (rare: the sweep's choices
-    are heuristic), the exact search of :func:`check_linearizable` decides within
-    ``search_budget_s`` seconds (0: answer ``Unknown`` at once).
+    The verdict comes from just-in-time linearization (HC-QUEUE-JIT): the events are replayed
+    in time order, a call is linearized when it returns (or earlier, when a returning call needs
+    it), and a dead end is repaired by replaying every configuration over the last few dozen
+    events, further back while that dies. The search is exact: ``Ok`` comes with a
+    linearization, ``Illegal`` when a replay from an instant with only one possible
+    configuration dies (HC-SOUND). Its work is allowed a fixed multiple of the history's events;
+    beyond that it goes on for what is left of ``search_budget_s`` seconds (0: none), then
+    answers ``Unknown``.
+
+    An ``Illegal`` verdict is explained by the first violation pattern the history shows, each
+    found in O(n log n), whose operations are the window (HC-QUEUE-PATTERNS): a value popped but
+    never pushed, popped twice, popped before its push was invoked, popped out of order, an
+    empty answer while a value was certainly queued, more than ``capacity`` values certainly
+    queued at once, a push accepted while ``capacity`` values were certainly queued throughout
+    it, and ``QueueFull`` while fewer than ``capacity`` could be queued throughout it
+    (HC-FAILED-OPS-OBSERVE). Without a pattern, the window is the shortest stretch since an
+    idle instant before the dead end that the general search confirms illegal, shrunk
+    (HC-WINDOW).
     """
     facts = _index(history)
+    start = time.monotonic()
+    # The search makes many small acyclic objects: cyclic collection would only rescan the
+    # history, again and again.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        jit = _JitQueue(history, capacity)
+        allowance = _ALLOWANCE * len(jit.ev_op) + _ALLOWANCE_EXTRA
+        result = jit.run(allowance, start + search_budget_s)
+    finally:
+        if collecting:
+            gc.enable()
+    if result.verdict is Verdict.Ok:
+        return CheckResult(Verdict.Ok, result.reason)
     for pattern in _PATTERNS:
         found = pattern(facts, capacity)
         if found is not None:
             reason, window = found
             return CheckResult(Verdict.Illegal, reason, sorted(window, key=lambda o: o.invoke))
-    if _witness(history, facts, capacity):
-        return CheckResult(Verdict.Ok, "a linearization was built")
-    if search_budget_s > 0:
-        return check_linearizable(QueueModel(capacity), history, search_budget_s)
+    if result.verdict is Verdict.Unknown:
+        return CheckResult(Verdict.Unknown, f"no violation pattern, and {result.reason}")
+    window = _dead_end_window(jit, result.dead_end, start + max(search_budget_s, 1.0))
+    stuck = history[jit.ev_op[result.dead_end]]
     return CheckResult(
-        Verdict.Unknown, "no violation pattern, and the greedy sweep found no linearization"
+        Verdict.Illegal,
+        f"no linearization: no way to linearize the calls up to the return of "
+        f"{stuck.op}#{stuck.id} at {stuck.ret} (HC-QUEUE-JIT)",
+        window,
     )
+
+
+def _dead_end_window(jit: _JitQueue, dead_end: int, deadline: float) -> list[Operation]:
+    """Operations explaining a dead end at event ``dead_end``: the calls invoked since an idle
+    instant (nothing in flight) before it, with the pushes of the values they pop, grown back
+    one idle instant at a time until the general search confirms them illegal, then shrunk.
+    Failing that, every call invoked up to the dead end: that prefix is illegal by itself."""
+    history = jit.history
+    model = QueueModel(jit.capacity)
+    stuck = jit.ev_op[dead_end]
+    invoked_at: dict[int, int] = {stuck: dead_end}
+    idle: list[int] = []
+    flight = 0
+    for e in range(dead_end):
+        if flight == 0:
+            idle.append(e)
+        if jit.ev_invoke[e]:
+            invoked_at[jit.ev_op[e]] = e
+            flight += 1
+        else:
+            flight -= 1
+    prefix = [history[i] for i in sorted(invoked_at)]
+    pushes = {o.arg: o for o in history if o.op == "push" and o.outcome != QUEUE_FULL}
+    size = 0
+    for cut in reversed(idle):
+        ops = [history[i] for i, e in invoked_at.items() if e >= cut]
+        if len(ops) < 2 * size and cut != idle[0]:
+            continue
+        size = len(ops)
+        own = {o.id for o in ops}
+        for o in list(ops):
+            p = pushes.get(o.outcome) if o.op != "push" and o.ret is not None else None
+            if p is not None and p.id not in own:
+                ops.append(p)
+                own.add(p.id)
+        if time.monotonic() > deadline:
+            break
+        if _search(model, ops, deadline)[0] is Verdict.Illegal:
+            return _shrink(model, ops, deadline)
+    return sorted(prefix, key=lambda o: (o.invoke, o.id))
 
 
 _Found = tuple[str, list[Operation]] | None
@@ -459,232 +536,350 @@ def _ret(o: Operation) -> int:
     return NEVER if o.ret is None else o.ret
 
 
-def _witness(history: Sequence[Operation], facts: _QueueFacts, capacity: int) -> bool:
-    """Build a linearization greedily; ``True`` only if every complete operation found a legal
-    point inside its interval (HC-SOUND).
+# --------------------------------------------------------------------------------------------
+# Just-in-time linearization of a queue history
 
-    Events are replayed in time order against a real queue. A call takes effect as late as
-    possible, at its return, pulling in the calls it needs first: a pop drains the values ahead
-    of its own through their (already invoked) pops and, if its value is not queued yet, pushes
-    it; a push makes room the same way, after pushing any open push whose value is popped
-    earlier; ``QueueFull`` fills the queue from open pushes. An empty answer or ``QueueFull``
-    takes effect the first instant the queue is empty or full during its call. Values whose
-    pops overlap are ordered by pop return, and if that gets stuck, by pop invocation.
+
+_PUSH, _POP, _FULL, _EMPTY, _PENDING_PUSH, _PENDING_POP, _NEVER_LEGAL = range(7)
+
+_Contents = tuple[Hashable, ...]
+_Config = tuple[frozenset[int], _Contents]
+
+# The fast pass keeps a checkpoint every _EVERY events, for the last _WINDOW events.
+_EVERY = 16
+_WINDOW = 1 << 14
+# The fast pass may do this much work per event of the history (plus a constant) before it
+# gives up; repairs are local, so a linearizable history needs far less.
+_ALLOWANCE = 8
+_ALLOWANCE_EXTRA = 200_000
+# A repair replays at least this many events past the dead end before handing back.
+_PAST = 16
+# More configurations at one instant than this: give the pass up.
+_MAX_CONFIGS = 50_000
+
+
+@dataclass
+class _Checkpoint:
+    at: int
+    lin: frozenset[int]
+    contents: _Contents
+    flight: tuple[int, ...]
+
+
+@dataclass
+class _JitResult:
+    verdict: Verdict
+    dead_end: int
+    reason: str
+
+
+class _GiveUp(Exception):
+    """The pass ran out of work allowance, time, or checkpoints."""
+
+
+class _JitQueue:
+    """Lowe's just-in-time linearization for the bounded FIFO, with local repair.
+
+    A configuration is the queue's contents and the set ``lin`` of calls in flight (or pending
+    for ever) already linearized. An invocation only adds a call to the flight; a return forces
+    the call: if it is not linearized yet, some sequence of calls in flight, ending with it, is
+    linearized now (the closure). Following every configuration this way (a breadth-first
+    replay) is exact: every linearization of the history is followed. Failing answers
+    (``QueueFull``, empty) leave the contents alone, so each is linearized the first instant
+    its observation holds; that configuration dominates the one without it.
+
+    The fast path follows one configuration, choosing as the values' pops suggest: a returning
+    push first linearizes the pushes in flight whose values are popped earlier. At a dead end
+    it repairs locally: the breadth-first replay from a checkpoint a little before the dead end
+    to a little after it, from checkpoints further back (doubling) while the replay dies. Only
+    a replay from the very first event that dies proves ``Illegal``.
     """
-    return any(_Sweep(history, facts, capacity, order).run() for order in (False, True))
 
-
-class _Stuck(Exception):
-    """The greedy sweep cannot place a call; the history may still be linearizable."""
-
-
-class _Sweep:
-    def __init__(
-        self,
-        history: Sequence[Operation],
-        facts: _QueueFacts,
-        capacity: int,
-        by_pop_invoke: bool,
-    ) -> None:
-        self.by_pop_invoke = by_pop_invoke
-        self.facts = facts
-        self.capacity = capacity
+    def __init__(self, history: Sequence[Operation], capacity: int) -> None:
         self.history = history
-        self.queue: collections.deque[Hashable] = collections.deque()
-        self.queued: set[Hashable] = set()
-        self.done: set[int] = set()
-        self.invoked: set[int] = set()
-        self.open_pushes: list[tuple[int, bool, int, Hashable]] = []
-        self.open_pending_pops: list[Operation] = []
-        self.open_empty: list[Operation] = []
-        self.open_full: list[Operation] = []
-        self.adjusting = False
-        self.slot: dict[Hashable, int] = {}
-        self.now = 0
-
-    def run(self) -> bool:
-        events: list[tuple[int, int, int]] = []
-        for i, o in enumerate(self.history):
-            events.append((o.invoke, 1, i))
+        self.capacity = capacity
+        n = max(len(history), 1)
+        self.kind: list[int] = []
+        self.value: list[Hashable] = []
+        keys: list[int] = []
+        popped_at: dict[Hashable, int] = {}
+        self.push_of: dict[Hashable, int] = {}
+        for i, o in enumerate(history):
+            kind = _kind(o)
+            self.kind.append(kind)
+            self.value.append(o.arg if o.op == "push" else o.outcome)
+            if kind == _POP and o.ret is not None:
+                popped_at.setdefault(o.outcome, o.ret)
+            elif kind in (_PUSH, _PENDING_PUSH):
+                self.push_of[o.arg] = i
+            # Returns before invocations at one instant, as in the general search.
+            keys.append((2 * o.invoke + 1) * n + i)
             if o.ret is not None:
-                events.append((o.ret, 0, i))
-        events.sort()
-        try:
-            for now, is_invoke, i in events:
-                # Half-units: a call placed now lies just after this invocation or just
-                # before this return.
-                self.now = 2 * now + 1 if is_invoke else 2 * now - 1
-                o = self.history[i]
-                if is_invoke:
-                    self._on_invoke(o)
-                elif o.id not in self.done:
-                    self._force(o)
-        except _Stuck:
-            return False
-        return True
+                keys.append(2 * o.ret * n + i)
+        keys.sort()
+        # No removal of a value can start before this: its pop's invocation, or for a value
+        # no complete pop took, the first pending pop's invocation (HC-PENDING).
+        never_before = min(
+            (o.invoke for i, o in enumerate(history) if self.kind[i] == _PENDING_POP), default=NEVER
+        )
+        self.removal_from = {v: never_before for v in self.push_of}
+        for i, o in enumerate(history):
+            if self.kind[i] == _POP and o.outcome in self.removal_from:
+                self.removal_from[o.outcome] = min(self.removal_from[o.outcome], o.invoke)
+        self.ev_op = [k % n for k in keys]
+        self.ev_invoke = [(k // n) & 1 == 1 for k in keys]
+        # When each push's value was seen popped (never: NEVER).
+        self.pop_key = [
+            popped_at.get(self.value[i], NEVER) if k in (_PUSH, _PENDING_PUSH) else NEVER
+            for i, k in enumerate(self.kind)
+        ]
+        self.popped_at = popped_at
+        self.work = 0
+        self.allowance = 0
+        self.deadline = 0.0
+        # The latest configuration known to be the only one possible at its instant.
+        self.hard = _Checkpoint(0, frozenset(), (), ())
 
-    def _key(self, value: Hashable) -> int:
-        d = self.facts.pop.get(value)
-        if d is None:
-            return NEVER
-        return d.invoke if self.by_pop_invoke else _ret(d)
-
-    def _on_invoke(self, o: Operation) -> None:
-        self.invoked.add(o.id)
-        if o.op == "push":
-            if self.facts.push.get(o.arg) is o:
-                heapq.heappush(self.open_pushes, (self._key(o.arg), o.pending, o.invoke, o.arg))
-            else:
-                self._observe_full(o)
-        elif o.ret is None:
-            self.open_pending_pops.append(o)
-        elif o.outcome is None:
-            self._observe_empty(o)
-
-    def _observe_empty(self, o: Operation) -> None:
-        if self.queue:
-            self.open_empty.append(o)
-        else:
-            self.done.add(o.id)
-
-    def _observe_full(self, o: Operation) -> None:
-        if len(self.queue) < self.capacity:
-            self.open_full.append(o)
-        else:
-            self.done.add(o.id)
-
-    def _changed(self) -> None:
-        if not self.queue:
-            self.done.update(o.id for o in self.open_empty)
-            self.open_empty.clear()
-        if len(self.queue) >= self.capacity:
-            self.done.update(o.id for o in self.open_full)
-            self.open_full.clear()
-
-    def _take_head(self) -> None:
-        if self.open_full and not self.adjusting:
-            self._try_fill()
-        if not self._can_take(self.queue[0]):
-            self._reorder_for_head()
-        head = self.queue[0]
-        d = self.facts.pop.get(head)
-        if d is None:
-            while self.open_pending_pops and self.open_pending_pops[-1].id in self.done:
-                self.open_pending_pops.pop()
-            if not self.open_pending_pops:
-                raise _Stuck
-            d = self.open_pending_pops.pop()
-        elif d.id not in self.invoked or d.id in self.done:
-            raise _Stuck
-        self.queue.popleft()
-        self.queued.discard(head)
-        self.done.add(d.id)
-        self._changed()
-
-    def _append(self, value: Hashable) -> None:
-        p = self.facts.push[value]
-        if p.id not in self.invoked or p.id in self.done:
-            raise _Stuck
-        while len(self.queue) >= self.capacity:
-            self._take_head()
-        if self.open_empty and not self.adjusting:
-            self._try_drain()
-        self.queue.append(value)
-        self.slot[value] = self.now
-        self.queued.add(value)
-        self.done.add(p.id)
-        self._changed()
-
-    def _can_take(self, value: Hashable) -> bool:
-        d = self.facts.pop.get(value)
-        if d is None:
-            return any(o.id not in self.done for o in self.open_pending_pops)
-        return d.id in self.invoked and d.id not in self.done
-
-    def _reorder_for_head(self) -> None:
-        """The head cannot be taken yet: move a takeable value ahead of it, if the pushes
-        involved may swap their points (each new point inside the push's interval). Queue
-        lengths never change by this, so no observation is disturbed."""
-        for k in range(1, len(self.queue)):
-            if self._can_take(self.queue[k]) and self._move_to_front(k):
-                return
-        raise _Stuck
-
-    def _move_to_front(self, k: int) -> bool:
-        """Swap the points of the pushes of the first ``k + 1`` queued values so that the
-        ``k``-th comes first, if every push stays inside its interval."""
-        items = list(self.queue)
-        slots = [self.slot[v] for v in items[: k + 1]]
-        moved = [items[k], *items[:k]]
-        if not all(
-            2 * self.facts.push[v].invoke < t < 2 * _ret(self.facts.push[v])
-            for v, t in zip(moved, slots, strict=True)
-        ):
-            return False
-        for v, t in zip(moved, slots, strict=True):
-            self.slot[v] = t
-        self.queue = collections.deque(moved + items[k + 1 :])
-        return True
-
-    def _try_fill(self) -> None:
-        """Before a removal, fill the queue for a waiting ``QueueFull`` if open pushes can."""
-        missing = self.capacity - len(self.queue)
-        candidates = [e for e in self.open_pushes if self.facts.push[e[3]].id not in self.done]
-        if len(candidates) < missing:
-            return
-        self.adjusting = True
-        for *_, value in heapq.nsmallest(missing, candidates):
-            self._append(value)
-        self.adjusting = False
-
-    def _try_drain(self) -> None:
-        """Before an append, empty the queue for a waiting empty answer if open pops can."""
-        spare = sum(1 for o in self.open_pending_pops if o.id not in self.done)
-        for value in self.queue:
-            d = self.facts.pop.get(value)
-            if d is None:
-                spare -= 1
-                if spare < 0:
-                    return
-            elif d.id not in self.invoked or d.id in self.done:
-                return
-        self.adjusting = True
-        while self.queue:
-            self._take_head()
-        self.adjusting = False
-
-    def _next_open_push(self, before: int) -> Hashable | None:
-        while self.open_pushes and self.open_pushes[0][0] < before:
-            value = heapq.heappop(self.open_pushes)[3]
-            if self.facts.push[value].id not in self.done:
-                return value
+    def _step(self, j: int, s: _Contents) -> _Contents | None:
+        """The contents after call ``j`` in ``s``, or ``None`` if it is not legal there (or,
+        for a pending call, would change nothing)."""
+        k = self.kind[j]
+        if k in (_PUSH, _PENDING_PUSH):
+            return (*s, self.value[j]) if len(s) < self.capacity else None
+        if k == _POP:
+            return s[1:] if s and s[0] == self.value[j] else None
+        if k == _PENDING_POP:
+            return s[1:] if s else None
+        if k == _EMPTY:
+            return s if not s else None
+        if k == _FULL:
+            return s if len(s) >= self.capacity else None
         return None
 
-    def _force(self, o: Operation) -> None:
-        if o.op == "push":
-            if o.outcome == QUEUE_FULL:
-                while o.id not in self.done:
-                    value = self._next_open_push(NEVER + 1)
-                    if value is None:
-                        raise _Stuck
-                    self._append(value)
-                return
-            d = self.facts.pop.get(o.arg)
-            popped_from = NEVER if d is None else d.invoke
-            while (value := self._next_open_push(popped_from)) is not None:
-                self._append(value)
-            self._append(o.arg)
-        elif o.outcome is None:
-            while self.queue:
-                self._take_head()
-        else:
-            value = o.outcome
-            if value not in self.queued:
-                while self.queue:
-                    self._take_head()
-                self._append(value)
-            if self.queue[0] != value:
-                self._move_to_front(self.queue.index(value))
-            while self.queue[0] != value:
-                self._take_head()
-            self._take_head()
+    def _absorb(self, lin: frozenset[int], s: _Contents, flight: tuple[int, ...]) -> frozenset[int]:
+        """``lin`` with every failing answer in flight that ``s`` satisfies."""
+        kind = self.kind
+        for j in flight:
+            k = kind[j]
+            if (k == _EMPTY and not s) or (k == _FULL and len(s) >= self.capacity):
+                lin = lin | {j}
+        return lin
+
+    def _closure(
+        self, i: int, lin: frozenset[int], s: _Contents, flight: tuple[int, ...]
+    ) -> list[_Config]:
+        """Every configuration after forcing the returning call ``i``: it linearized after any
+        sequence of other state-changing calls in flight, the shortest sequences first."""
+        results: list[_Config] = []
+        found: set[_Config] = set()
+        seen: set[_Config] = set()
+        kind = self.kind
+        frontier: list[_Config] = [(lin, s)]
+        while frontier:
+            deeper: list[_Config] = []
+            for lin0, s0 in frontier:
+                s2 = self._step(i, s0)
+                if s2 is not None:
+                    lin2 = lin0 if s2 is s0 else self._absorb(lin0, s2, flight)
+                    config = (lin2 - {i}, s2)
+                    if config not in found:
+                        found.add(config)
+                        results.append(config)
+                for j in flight:
+                    if j == i or j in lin0 or kind[j] == _EMPTY or kind[j] == _FULL:
+                        continue
+                    s3 = self._step(j, s0)
+                    if s3 is None:
+                        continue
+                    child = (self._absorb(lin0 | {j}, s3, flight), s3)
+                    if child not in seen:
+                        seen.add(child)
+                        deeper.append(child)
+            frontier = deeper
+        return results
+
+    def _greedy(
+        self, i: int, lin: frozenset[int], s: _Contents, flight: tuple[int, ...]
+    ) -> _Config | None:
+        """One configuration after forcing the returning call ``i`` (not yet linearized): the
+        call alone, unless a failing answer in flight still waits for its observation or a
+        push in flight has a value popped earlier; then the best of the closure by
+        :meth:`_score`."""
+        kind, pop_key = self.kind, self.pop_key
+        ki = kind[i]
+        # What the call alone could spoil: an earlier-popped push must go first; a waiting
+        # empty answer wants a push to wait, a waiting QueueFull wants a pop to wait.
+        spoils = (_EMPTY, _PUSH, _PENDING_PUSH) if ki == _PUSH else (_FULL,)
+        plain = True
+        for j in flight:
+            if j == i or j in lin:
+                continue
+            k = kind[j]
+            if k in spoils and (k in (_EMPTY, _FULL) or pop_key[j] < pop_key[i]):
+                plain = False
+                break
+        if plain:
+            s2 = self._step(i, s)
+            if s2 is not None:
+                return (lin if s2 is s else self._absorb(lin, s2, flight)), s2
+        alternatives = self._closure(i, lin, s, flight)
+        if not alternatives:
+            return None
+        rest = tuple(j for j in flight if j != i)
+        return min(alternatives, key=lambda config: self._score(config, rest))
+
+    def _advance(
+        self, configs: set[_Config], e: int, flight: tuple[int, ...]
+    ) -> tuple[set[_Config], tuple[int, ...]]:
+        """Every configuration after event ``e``, and the flight after it."""
+        i = self.ev_op[e]
+        k = self.kind[i]
+        if self.ev_invoke[e]:
+            flight = (*flight, i)
+            if k not in (_EMPTY, _FULL):
+                return configs, flight
+            return {(self._absorb(lin, s, (i,)), s) for lin, s in configs}, flight
+        after: set[_Config] = set()
+        present = i in flight
+        for lin, s in configs:
+            if i in lin:
+                after.add((lin - {i}, s))
+            elif present:
+                after.update(c for c in self._closure(i, lin, s, flight) if self._possible(c[1]))
+        self.work += len(configs)
+        if len(after) > _MAX_CONFIGS:
+            raise _GiveUp(f"more than {_MAX_CONFIGS} configurations at one instant")
+        return after, tuple(j for j in flight if j != i)
+
+    def _possible(self, s: _Contents) -> bool:
+        """``False`` if a value of ``s`` is queued behind one whose removal cannot start before
+        the later value's pop returned: no future fixes that order."""
+        latest = -1
+        for v in s:
+            if self.popped_at.get(v, NEVER) < latest:
+                return False
+            latest = max(latest, self.removal_from.get(v, NEVER))
+        return True
+
+    def _score(self, config: _Config, flight: tuple[int, ...]) -> tuple[int, int, int]:
+        """Lower is likelier to go on: values queued out of the order of their pops (counting
+        pushes in flight not linearized yet), failing answers in flight still waiting for
+        their observation, calls linearized ahead of their return."""
+        lin, s = config
+        keys = [self.popped_at.get(v, NEVER) for v in s]
+        inversions = sum(1 for a in range(len(keys)) for b in range(a) if keys[b] > keys[a])
+        waiting = 0
+        for j in flight:
+            if j in lin:
+                continue
+            k = self.kind[j]
+            if k in (_EMPTY, _FULL):
+                waiting += 1
+            elif k in (_PUSH, _PENDING_PUSH):
+                inversions += sum(1 for key in keys if key > self.pop_key[j])
+        return inversions, waiting, len(lin)
+
+    def run(self, allowance: int, deadline: float) -> _JitResult:
+        """``Ok``: the pass reached the end. ``Illegal``: a replay from a configuration known
+        to be the only one possible at its instant died at ``dead_end``. ``Unknown``: more
+        than ``allowance`` work and past the ``deadline``, or too many configurations."""
+        self.work, self.allowance, self.deadline = 0, allowance, deadline
+        self.hard = _Checkpoint(0, frozenset(), (), ())
+        try:
+            return self._run()
+        except _GiveUp as stop:
+            return _JitResult(Verdict.Unknown, -1, str(stop))
+
+    def _run(self) -> _JitResult:
+        ev_op, ev_invoke, kind = self.ev_op, self.ev_invoke, self.kind
+        capacity = self.capacity
+        m = len(ev_op)
+        keep = _WINDOW // _EVERY
+        checkpoints: collections.deque[_Checkpoint] = collections.deque(maxlen=keep)
+        idx = 0
+        lin: frozenset[int] = frozenset()
+        s: _Contents = ()
+        flight: tuple[int, ...] = ()
+        repairs = 0
+        while idx < m:
+            if idx % _EVERY == 0:
+                checkpoints.append(_Checkpoint(idx, lin, s, flight))
+                self.work += _EVERY
+                self._spent()
+            i = ev_op[idx]
+            if ev_invoke[idx]:
+                flight = (*flight, i)
+                k = kind[i]
+                if (k == _EMPTY and not s) or (k == _FULL and len(s) >= capacity):
+                    lin = lin | {i}
+                idx += 1
+                continue
+            if i not in lin:
+                taken = self._greedy(i, lin, s, flight) if i in flight else None
+                if taken is None:
+                    repairs += 1
+                    repaired = self._repair(idx, checkpoints)
+                    if isinstance(repaired, _JitResult):
+                        return repaired
+                    idx, lin, s, flight = repaired
+                    continue
+                lin, s = taken
+            lin = lin - {i}
+            flight = tuple(j for j in flight if j != i)
+            idx += 1
+            if not flight and self._forced(s):
+                self.hard = _Checkpoint(idx, lin, s, flight)
+        return _JitResult(Verdict.Ok, -1, f"a linearization was found ({repairs} local repairs)")
+
+    def _repair(
+        self, dead: int, checkpoints: collections.deque[_Checkpoint]
+    ) -> tuple[int, frozenset[int], _Contents, tuple[int, ...]] | _JitResult:
+        """Replay every configuration from a checkpoint before the dead end at event ``dead``
+        to a little past it; further back while the replay dies."""
+        m = len(self.ev_op)
+        back = 2
+        while True:
+            exact = back > len(checkpoints) or checkpoints[-back].at <= self.hard.at
+            cp = self.hard if exact else checkpoints[-back]
+            configs: set[_Config] = {(cp.lin, cp.contents)}
+            flight = cp.flight
+            e = cp.at
+            target = min(dead + _PAST, m)
+            while e < target and configs:
+                configs, flight = self._advance(configs, e, flight)
+                e += 1
+                if e > dead and len(configs) == 1:
+                    break
+            self._spent()
+            if configs:
+                lin, s = min(configs, key=lambda config: self._score(config, flight))
+                checkpoints.append(_Checkpoint(e, lin, s, flight))
+                return e, lin, s, flight
+            if exact:
+                return _JitResult(Verdict.Illegal, e - 1, "no linearization exists")
+            back *= 2
+
+    def _spent(self) -> None:
+        if self.work > self.allowance and time.monotonic() > self.deadline:
+            raise _GiveUp(f"search stopped after {self.work} steps")
+
+    def _forced(self, s: _Contents) -> bool:
+        """At an instant with nothing in flight, is ``s`` the only possible configuration? Its
+        values are then exactly those pushed and not popped so far; their order is forced when
+        their pushes follow one another in real time."""
+        if len(s) < 2:
+            return True
+        pushes = sorted((self.history[self.push_of[v]] for v in s), key=lambda o: o.invoke)
+        return all(a.ret is not None and a.ret < b.invoke for a, b in itertools.pairwise(pushes))
+
+
+def _kind(o: Operation) -> int:
+    if o.op == "push":
+        if o.ret is None:
+            return _PENDING_PUSH
+        if o.outcome == QUEUE_FULL:
+            return _FULL
+        return _PUSH if o.outcome == OK else _NEVER_LEGAL
+    if o.ret is None:
+        return _PENDING_POP
+    return _EMPTY if o.outcome is None else _POP

@@ -232,6 +232,19 @@ def test_queue_full_while_the_queue_certainly_had_room() -> None:
     assert_illegal(check_queue(h, 2), h, 0, 1, 2)
 
 
+@pytest.mark.spec("AQ-BOUNDED", "HC-QUEUE-JIT", "HC-WINDOW")
+def test_violation_no_pattern_shows_is_still_illegal() -> None:
+    # a must be queued before b (it is popped first, b never is), but both at once overflow.
+    h = ops(
+        ("p1", "push", ("a",), 0, 5, OK),
+        ("p2", "push", ("b",), 1, 2, OK),
+        ("c", "pop", (), 3, 4, "a"),
+    )
+    result = check_queue(h, 1, search_budget_s=0)
+    assert_illegal(result, h, 0, 1, 2)
+    assert "HC-QUEUE-JIT" in result.reason
+
+
 @pytest.mark.spec("HC-QUEUE-PATTERNS")
 def test_pushing_the_same_value_twice_is_a_harness_error() -> None:
     h = ops(("p", "push", ("a",), 0, 1, OK), ("p", "push", ("a",), 2, 3, OK))
@@ -371,9 +384,56 @@ def test_fast_queue_checker_agrees_with_the_general_search(
     assert general is not Verdict.Unknown
     if mutation == "none":
         assert general is Verdict.Ok
-    fast_only = check_queue(h, capacity, search_budget_s=0).verdict
-    assert {fast_only, general} != {Verdict.Ok, Verdict.Illegal}
+    assert check_queue(h, capacity, search_budget_s=0).verdict is general
     assert check_queue(h, capacity, search_budget_s=5.0).verdict is general
+
+
+# --- long histories: the queue checker decides without the budget --------------------------
+
+
+@pytest.mark.spec("HC-SOUND", "HC-QUEUE-JIT", "HC-PENDING", "HC-FAILED-OPS-OBSERVE")
+@pytest.mark.timeout(20)
+def test_long_linearizable_history_is_ok_without_a_budget() -> None:
+    h = queue_history(random.Random(1), 20_000, 8, 4)
+    assert any(o.outcome == QUEUE_FULL for o in h)
+    assert any(o.op != "push" and o.ret is not None and o.outcome is None for o in h)
+    result = check_queue(h, 8, search_budget_s=0)
+    assert result.verdict is Verdict.Ok, result.reason
+
+
+def _violation(start: int, first_id: int, capacity: int) -> History:
+    """``capacity - 1`` values queued one after another; push(a) overlapping push(b); the fill
+    popped, then a, then b. a must go in before b, but by then both would not fit."""
+    rows: list[tuple[str, str, tuple[Hashable, ...], int, int | None, Hashable]] = []
+    t = start
+    fill = [f"x{k}" for k in range(capacity - 1)]
+    for v in fill:
+        rows.append(("f", "push", (v,), t, t + 1, OK))
+        t += 2
+    rows.append(("pa", "push", ("a",), t, t + 6 + 2 * len(fill), OK))
+    rows.append(("pb", "push", ("b",), t + 1, t + 2, OK))
+    t += 3
+    for v in fill:
+        rows.append(("c", "try_pop", (), t, t + 1, v))
+        t += 2
+    rows.append(("c", "pop", (), t, t + 1, "a"))
+    rows.append(("c", "pop", (), t + 2, t + 5, "b"))
+    return [op(first_id + i, *row) for i, row in enumerate(rows)]
+
+
+@pytest.mark.spec("AQ-BOUNDED", "HC-QUEUE-JIT", "HC-WINDOW")
+@pytest.mark.timeout(20)
+def test_violation_at_the_end_of_a_long_history_is_illegal_with_a_local_window() -> None:
+    h = queue_history(random.Random(7), 20_000, 8, 4, leave_pending=False)
+    pushed = {o.arg for o in h if o.op == "push" and o.outcome == OK}
+    assert pushed == {o.outcome for o in h if o.op != "push" and o.outcome is not None}
+    bad = _violation(max(o.ret or o.invoke for o in h) + 10, len(h), 8)
+    result = check_queue(h + bad, 8, search_budget_s=0)
+    assert result.verdict is Verdict.Illegal, result.reason
+    window = {o.id for o in result.window}
+    assert window <= {o.id for o in bad}
+    assert {o.id for o in bad if o.arg in ("a", "b") or o.outcome == "a"} <= window
+    assert check_linearizable(QueueModel(8), result.window).verdict is Verdict.Illegal
 
 
 # --- recorder and a real ActionQueue ------------------------------------------------------
