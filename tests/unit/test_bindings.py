@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from lua_harness import LIMITS, Harness, on_thread
+from lua_harness import LIMITS, Harness
+from support import on_thread
 
 from refimpl.bindings import create_lua_state, destroy_lua_state
 from refimpl.cvar import free_event
