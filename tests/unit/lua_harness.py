@@ -16,6 +16,23 @@ from refimpl.lua import LuaLimits, LuaState, execute_lua_buffer
 
 LIMITS = LuaLimits(max_memory=8 * 1024 * 1024, max_instructions=2_000_000)
 
+# Every function the bindings put in a state: the four modules' entries, ``exec`` and ``print``.
+BINDING_FUNCTIONS = (
+    "console.log",
+    "console.execute",
+    "cvar.set",
+    "cvar.get",
+    "cvar.on_change",
+    "cvar.get_lua_handler",
+    "ecs.createEntity",
+    "ecs.addComponent",
+    "ecs.getComponent",
+    "input.isKeyPressed",
+    "input.getMousePos",
+    "exec",
+    "print",
+)
+
 
 class Harness:
     """Everything one test needs; :meth:`close` destroys the states it made."""
