@@ -9,6 +9,7 @@ from collections import deque
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import drain_payloads
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import Buffer, TrackingAllocator
@@ -43,15 +44,6 @@ def accounted(pool: StatePool[Buffer]) -> int:
     """``available + leased`` read in one step: no sync point between the two reads, so under the
     scheduler no other thread can move a state in between (SP-AVAILABLE-COUNT)."""
     return len(pool._free) + len(pool._leased)
-
-
-def drain_and_free(queue: ActionQueue) -> list[bytes]:
-    """Pop what is left, from outside the run, freeing each message as its consumer would."""
-    left = []
-    while (action := queue.try_pop()) is not None:
-        left.append(bytes(action.message))
-        queue.allocator.free(action.message)
-    return left
 
 
 class EnqueueLog(deque[Action]):
@@ -170,7 +162,7 @@ def run_push_race(
         sched.run()
         assert time.monotonic() - real_start < timeout  # the wait was virtual
         expected = [b"second"] if outcomes[0][0] == "ok" else [] if consumer_pops else [b"first"]
-        assert drain_and_free(queue) == expected
+        assert drain_payloads(queue) == expected
         assert queue.high_water <= queue.capacity
 
     run_with(chooser, scenario)
@@ -219,7 +211,7 @@ def test_many_producers_one_consumer_keep_fifo_and_lose_nothing(
             sched.spawn(name, produce, name)
         sched.spawn("consumer", consume)
         sched.run()
-        left = drain_and_free(queue)
+        left = drain_payloads(queue)
         assert popped + left == enqueued  # FIFO: popped in exactly the order appended
         assert queue.pushed == queue.popped == len(enqueued)
         assert queue.high_water <= capacity

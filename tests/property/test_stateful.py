@@ -19,6 +19,7 @@ from hypothesis.stateful import (
     rule,
 )
 from properties import lua_pool, pool_machine, queue_machine
+from support import drain
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import TrackingAllocator
@@ -320,8 +321,7 @@ class SystemMachine(RuleBasedStateMachine):
         for state in self.held:
             self.pool.release(state)
         self.system.deinit()
-        while (action := self.queue.try_pop()) is not None:
-            self.alloc.free(action.message)
+        drain(self.queue)
         self.queue.deinit()
         self.pool.deinit()
         assert self.alloc.live() == []

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from properties import lua_pool
+from support import drain_payloads
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import Buffer, TrackingAllocator
@@ -114,15 +115,11 @@ def test_three_hundred_scripts_through_two_workers_balance() -> None:
     for n, script in enumerate(scripts):
         runner.enqueue_script(script)
         if n % 7 == 0:
-            while (action := queue.try_pop()) is not None:
-                delivered.append(bytes(action.message))
-                alloc.free(action.message)
+            delivered.extend(drain_payloads(queue))
     assert runner.wait_idle(timeout=30)
     runner.deinit()
     threads.shutdown()
-    while (action := queue.try_pop()) is not None:
-        delivered.append(bytes(action.message))
-        alloc.free(action.message)
+    delivered.extend(drain_payloads(queue))
     stats = runner.stats
     assert stats.enqueued == 300 == stats.ok + stats.errors + stats.cancelled
     assert stats.cancelled == 0 and stats.errors == 100

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from support import drain
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import TrackingAllocator
@@ -18,29 +19,6 @@ from refimpl.script_runner import ScriptRunner
 from refimpl.scripting_system import ScriptingSystem
 from refimpl.state_pool import StatePool
 from refimpl.thread_pool import ThreadPool
-
-DEADLINE = 5.0
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Wait (bounded, no sleep) until ``predicate()`` holds; fail the test after 5 s."""
-    tick = threading.Event()
-    waited = 0.0
-    while not predicate():
-        if waited >= DEADLINE:
-            raise AssertionError(f"timed out waiting for {what}")
-        tick.wait(0.001)
-        waited += 0.001
-    assert predicate(), what
-
-
-def drain(queue: ActionQueue) -> list[tuple[ActionKind, bytes]]:
-    """Pop every queued action, free its message, return (kind, payload) in queue order."""
-    out: list[tuple[ActionKind, bytes]] = []
-    while (action := queue.try_pop()) is not None:
-        out.append((action.kind, bytes(action.message)))
-        queue.allocator.free(action.message)
-    return out
 
 
 def push_payload(queue: ActionQueue, kind: ActionKind, payload: bytes) -> Action:

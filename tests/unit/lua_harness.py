@@ -5,8 +5,7 @@ a script hands values back to the test."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from refimpl.allocator import TrackingAllocator
 from refimpl.bindings import BindingContext, create_lua_state, destroy_lua_state
@@ -16,7 +15,23 @@ from refimpl.input import InputState
 from refimpl.lua import LuaLimits, LuaState, execute_lua_buffer
 
 LIMITS = LuaLimits(max_memory=8 * 1024 * 1024, max_instructions=2_000_000)
-T = TypeVar("T")
+
+# Every function the bindings put in a state: the four modules' entries, ``exec`` and ``print``.
+BINDING_FUNCTIONS = (
+    "console.log",
+    "console.execute",
+    "cvar.set",
+    "cvar.get",
+    "cvar.on_change",
+    "cvar.get_lua_handler",
+    "ecs.createEntity",
+    "ecs.addComponent",
+    "ecs.getComponent",
+    "input.isKeyPressed",
+    "input.getMousePos",
+    "exec",
+    "print",
+)
 
 
 class Harness:
@@ -65,24 +80,3 @@ class Harness:
         for L in self._states:
             destroy_lua_state(L)
         self._states.clear()
-
-
-def on_thread(fn: Callable[[], T]) -> T:
-    """Run ``fn`` on a new thread (not the main thread of the registry/world), join it and
-    return its result or re-raise its exception."""
-    results: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            results.append(fn())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(5.0)
-    assert not thread.is_alive()
-    if errors:
-        raise errors[0]
-    return results[0]

@@ -2,62 +2,19 @@
 
 import gc
 import threading
-import time
 import weakref
-from collections.abc import Callable
 from typing import cast
 
 import pytest
+from support import DEADLINE, Background, drain_payloads, wait_until
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import Buffer, TrackingAllocator
 from refimpl.errors import InvalidArgument, QueueFull, ShutDown, WrongAllocator
 
-DEADLINE = 5.0
-
-
-def wait_until(predicate: Callable[[], bool]) -> None:
-    """Wait (bounded) until ``predicate`` holds, e.g. a waiter count is reached."""
-    end = time.monotonic() + DEADLINE
-    while not predicate() and time.monotonic() < end:
-        threading.Event().wait(0.001)
-    assert predicate()
-
 
 def action(alloc: TrackingAllocator, text: bytes) -> Action:
     return Action(ActionKind.ScriptResult, alloc.dupe(text))
-
-
-def drain_and_free(queue: ActionQueue) -> list[bytes]:
-    texts: list[bytes] = []
-    while (popped := queue.try_pop()) is not None:
-        texts.append(bytes(popped.message))
-        queue.allocator.free(popped.message)
-    return texts
-
-
-class Outcome:
-    """What a helper thread's call returned or raised."""
-
-    def __init__(self) -> None:
-        self.value: Action | None = None
-        self.error: BaseException | None = None
-        self.done = False
-
-
-def in_thread(call: Callable[[], Action | None]) -> tuple[threading.Thread, Outcome]:
-    outcome = Outcome()
-
-    def run() -> None:
-        try:
-            outcome.value = call()
-        except BaseException as exc:
-            outcome.error = exc
-        outcome.done = True
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
 
 
 @pytest.mark.spec("AQ-INIT")
@@ -92,7 +49,7 @@ def test_len_counts_pushed_and_not_yet_popped() -> None:
     assert popped is not None
     alloc.free(popped.message)
     assert len(queue) == 2
-    drain_and_free(queue)
+    drain_payloads(queue)
     assert len(queue) == 0
     queue.deinit()
     assert alloc.live() == []
@@ -135,7 +92,7 @@ def test_push_on_a_full_queue_raises_queue_full_at_once_and_leaves_it_unchanged(
     with pytest.raises(QueueFull):
         queue.push(extra)
     assert len(queue) == 2
-    assert drain_and_free(queue) == [b"a", b"b"]
+    assert drain_payloads(queue) == [b"a", b"b"]
     alloc.free(extra.message)
     queue.deinit()
     assert alloc.live() == []
@@ -150,7 +107,7 @@ def test_push_with_timeout_raises_queue_full_when_no_room_appears() -> None:
     with pytest.raises(QueueFull):
         queue.push(extra, timeout=0.02)
     assert len(queue) == 1
-    assert drain_and_free(queue) == [b"a"]
+    assert drain_payloads(queue) == [b"a"]
     alloc.free(extra.message)
     queue.deinit()
     assert alloc.live() == []
@@ -163,12 +120,12 @@ def test_push_with_timeout_enqueues_when_room_appears_in_time() -> None:
     queue = ActionQueue(alloc, 1)
     queue.push(action(alloc, b"a"))
     waiting = action(alloc, b"b")
-    thread, outcome = in_thread(lambda: queue.push(waiting, timeout=DEADLINE))
+    outcome = Background(lambda: queue.push(waiting, timeout=DEADLINE))
     wait_until(lambda: queue.push_waiters == 1)
     assert drain_and_free_one(queue) == b"a"
-    thread.join(DEADLINE)
+    outcome.join()
     assert outcome.done and outcome.error is None
-    assert drain_and_free(queue) == [b"b"]
+    assert drain_payloads(queue) == [b"b"]
     queue.deinit()
     assert alloc.live() == []
 
@@ -188,14 +145,14 @@ def test_push_without_limit_blocks_until_room_then_enqueues() -> None:
     queue = ActionQueue(alloc, 1)
     queue.push(action(alloc, b"a"))
     waiting = action(alloc, b"b")
-    thread, outcome = in_thread(lambda: queue.push(waiting, timeout=None))
+    outcome = Background(lambda: queue.push(waiting, timeout=None))
     wait_until(lambda: queue.push_waiters == 1)
-    assert thread.is_alive()
+    assert outcome.thread.is_alive()
     assert len(queue) == 1
     assert drain_and_free_one(queue) == b"a"
-    thread.join(DEADLINE)
+    outcome.join()
     assert outcome.done and outcome.error is None
-    assert drain_and_free(queue) == [b"b"]
+    assert drain_payloads(queue) == [b"b"]
     queue.deinit()
     assert alloc.live() == []
 
@@ -244,7 +201,7 @@ def test_try_pop_returns_actions_in_push_order() -> None:
     queue = ActionQueue(alloc, 8)
     for i in range(8):
         queue.push(action(alloc, b"%d" % i))
-    assert drain_and_free(queue) == [b"%d" % i for i in range(8)]
+    assert drain_payloads(queue) == [b"%d" % i for i in range(8)]
     queue.deinit()
     assert alloc.live() == []
 
@@ -278,12 +235,12 @@ def test_try_pop_on_an_empty_queue_returns_none() -> None:
 def test_pop_blocks_until_an_action_is_pushed() -> None:
     alloc = TrackingAllocator("q")
     queue = ActionQueue(alloc, 1)
-    thread, outcome = in_thread(lambda: queue.pop())
+    outcome = Background(lambda: queue.pop())
     wait_until(lambda: queue.pop_waiters == 1)
-    assert thread.is_alive()
+    assert outcome.thread.is_alive()
     item = action(alloc, b"wake")
     queue.push(item)
-    thread.join(DEADLINE)
+    outcome.join()
     assert outcome.done and outcome.value is item
     alloc.free(item.message)
     queue.deinit()
@@ -351,7 +308,7 @@ def test_high_water_and_full_count() -> None:
         with pytest.raises(QueueFull):
             queue.push(rejected, timeout=timeout)
     assert queue.full_count == 2
-    drain_and_free(queue)
+    drain_payloads(queue)
     assert queue.high_water == 3
     alloc.free(rejected.message)
     queue.deinit()
@@ -364,16 +321,16 @@ def test_pop_waiters_counts_threads_blocked_in_pop() -> None:
     alloc = TrackingAllocator("q")
     queue = ActionQueue(alloc, 2)
     assert queue.pop_waiters == 0
-    threads = [in_thread(lambda: queue.pop()) for _ in range(2)]
+    waiters = [Background(lambda: queue.pop()) for _ in range(2)]
     wait_until(lambda: queue.pop_waiters == 2)
     items = [action(alloc, b"1"), action(alloc, b"2")]
     queue.push(items[0])
     wait_until(lambda: queue.pop_waiters == 1)
     queue.push(items[1])
-    for thread, _ in threads:
-        thread.join(DEADLINE)
+    for waiter in waiters:
+        waiter.join()
     assert queue.pop_waiters == 0
-    assert {id(o.value) for _, o in threads} == {id(i) for i in items}
+    assert {id(w.value) for w in waiters} == {id(i) for i in items}
     for item in items:
         alloc.free(item.message)
     queue.deinit()
@@ -388,12 +345,12 @@ def test_push_waiters_counts_threads_blocked_in_push() -> None:
     queue.push(action(alloc, b"a"))
     assert queue.push_waiters == 0
     waiting = action(alloc, b"b")
-    thread, _ = in_thread(lambda: queue.push(waiting, timeout=None))
+    outcome = Background(lambda: queue.push(waiting, timeout=None))
     wait_until(lambda: queue.push_waiters == 1)
     drain_and_free_one(queue)
-    thread.join(DEADLINE)
+    outcome.join()
     assert queue.push_waiters == 0
-    drain_and_free(queue)
+    drain_payloads(queue)
     queue.deinit()
     assert alloc.live() == []
 
@@ -451,10 +408,10 @@ def test_push_try_pop_and_pop_after_deinit_raise_shut_down() -> None:
 def test_deinit_wakes_a_blocked_pop_with_shut_down() -> None:
     alloc = TrackingAllocator("q")
     queue = ActionQueue(alloc, 1)
-    thread, outcome = in_thread(lambda: queue.pop())
+    outcome = Background(lambda: queue.pop())
     wait_until(lambda: queue.pop_waiters == 1)
     queue.deinit()
-    thread.join(DEADLINE)
+    outcome.join()
     assert outcome.done and isinstance(outcome.error, ShutDown)
     assert alloc.live() == []
 
@@ -467,10 +424,10 @@ def test_deinit_wakes_a_blocked_push_with_shut_down() -> None:
     queued = action(alloc, b"a")
     queue.push(queued)
     waiting = action(alloc, b"b")
-    thread, outcome = in_thread(lambda: queue.push(waiting, timeout=None))
+    outcome = Background(lambda: queue.push(waiting, timeout=None))
     wait_until(lambda: queue.push_waiters == 1)
     queue.deinit()
-    thread.join(DEADLINE)
+    outcome.join()
     assert outcome.done and isinstance(outcome.error, ShutDown)
     alloc.free(waiting.message)  # refused: still the producer's
     alloc.free(queued.message)  # left queued at deinit: the owner's

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from lua_harness import LIMITS, Harness, on_thread
+from lua_harness import BINDING_FUNCTIONS, LIMITS, Harness
+from support import on_thread
 
 from refimpl.bindings import create_lua_state, destroy_lua_state
 from refimpl.cvar import free_event
@@ -30,21 +31,7 @@ def test_every_state_has_all_modules_exec_and_print() -> None:
     for L in (h.state(), h.state()):
         for name in ("console", "cvar", "ecs", "input"):
             assert h.put(L, f"type({name})") == b"table"
-        for name in (
-            "console.log",
-            "console.execute",
-            "cvar.set",
-            "cvar.get",
-            "cvar.on_change",
-            "cvar.get_lua_handler",
-            "ecs.createEntity",
-            "ecs.addComponent",
-            "ecs.getComponent",
-            "input.isKeyPressed",
-            "input.getMousePos",
-            "exec",
-            "print",
-        ):
+        for name in BINDING_FUNCTIONS:
             assert h.put(L, f"type({name})") == b"function", name
     h.close()
     assert h.allocator.live() == []

@@ -9,7 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from _flow_support import drain, make_dispatch, make_flow, push_payload
+from _flow_support import make_dispatch, make_flow, push_payload
+from support import drain
 
 import refimpl
 from refimpl.action_queue import ActionKind

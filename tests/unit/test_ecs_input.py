@@ -4,7 +4,8 @@ spec/thread-safety.md for the input and world writers)."""
 from __future__ import annotations
 
 import pytest
-from lua_harness import Harness, on_thread
+from lua_harness import Harness
+from support import on_thread
 
 from refimpl.ecs import World
 from refimpl.errors import ThreadAffinityError

@@ -9,7 +9,8 @@ from concurrent.futures import Future
 from typing import ParamSpec, TypeVar
 
 import pytest
-from _flow_support import Flow, drain, make_flow, push_payload, wait_until
+from _flow_support import Flow, make_flow, push_payload
+from support import drain, wait_until
 
 from refimpl.action_queue import ActionKind
 from refimpl.errors import OutOfMemory, ShutDown, ThreadAffinityError

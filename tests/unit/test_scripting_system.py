@@ -6,7 +6,8 @@ import logging
 import threading
 
 import pytest
-from _flow_support import Dispatch, drain, make_dispatch, push_payload
+from _flow_support import Dispatch, make_dispatch, push_payload
+from support import drain
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.cvar import free_event

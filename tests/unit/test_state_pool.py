@@ -1,10 +1,9 @@
 """StatePool: a fixed set of resources leased one holder at a time (spec/state-pool.md)."""
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
+from support import DEADLINE, Background, wait_until
 
 from refimpl.allocator import Buffer, TrackingAllocator
 from refimpl.errors import (
@@ -16,16 +15,6 @@ from refimpl.errors import (
     StatePoolExhausted,
 )
 from refimpl.state_pool import StatePool
-
-DEADLINE = 5.0
-
-
-def wait_until(predicate: Callable[[], bool]) -> None:
-    """Wait (bounded) until ``predicate`` holds, e.g. a waiter count is reached."""
-    end = time.monotonic() + DEADLINE
-    while not predicate() and time.monotonic() < end:
-        threading.Event().wait(0.001)
-    assert predicate()
 
 
 class Resource:
@@ -61,26 +50,6 @@ class Factory:
 def make_pool(alloc: TrackingAllocator, capacity: int) -> tuple[StatePool[Resource], Factory]:
     factory = Factory()
     return StatePool(alloc, capacity, factory.create, factory.destroy), factory
-
-
-class Acquirer:
-    """A thread blocked in ``acquire``; ``resource`` is what it got."""
-
-    def __init__(self, pool: StatePool[Resource], timeout: float | None = None) -> None:
-        self.resource: Resource | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(pool, timeout))
-        self.thread.start()
-
-    def _run(self, pool: StatePool[Resource], timeout: float | None) -> None:
-        try:
-            self.resource = pool.acquire(timeout)
-        except BaseException as exc:
-            self.error = exc
-
-    @property
-    def done(self) -> bool:
-        return not self.thread.is_alive()
 
 
 @pytest.mark.spec("SP-INIT-CREATE")
@@ -202,13 +171,13 @@ def test_acquire_blocks_until_a_resource_is_released() -> None:
     alloc = TrackingAllocator("pool")
     pool, _ = make_pool(alloc, 1)
     held = pool.acquire()
-    waiter = Acquirer(pool)
+    waiter = Background(pool.acquire)
     wait_until(lambda: pool.acquire_waiters == 1)
     assert waiter.thread.is_alive()
     pool.release(held)
-    waiter.thread.join(DEADLINE)
+    waiter.join()
     assert waiter.done and waiter.error is None
-    assert waiter.resource is held
+    assert waiter.value is held
     pool.release(held)
     pool.deinit()
     assert alloc.live() == []
@@ -268,13 +237,13 @@ def test_acquire_waiters_counts_threads_blocked_in_acquire() -> None:
     pool, _ = make_pool(alloc, 1)
     held = pool.acquire()
     assert pool.acquire_waiters == 0
-    waiters = [Acquirer(pool), Acquirer(pool)]
+    waiters = [Background(pool.acquire), Background(pool.acquire)]
     wait_until(lambda: pool.acquire_waiters == 2)
     pool.release(held)
     wait_until(lambda: pool.acquire_waiters == 1)
     pool.release(held)
     for waiter in waiters:
-        waiter.thread.join(DEADLINE)
+        waiter.join()
     assert pool.acquire_waiters == 0
     pool.release(held)
     pool.deinit()
@@ -287,17 +256,17 @@ def test_release_makes_the_resource_available_and_wakes_one_waiter() -> None:
     alloc = TrackingAllocator("pool")
     pool, _ = make_pool(alloc, 1)
     held = pool.acquire()
-    waiters = [Acquirer(pool), Acquirer(pool)]
+    waiters = [Background(pool.acquire), Background(pool.acquire)]
     wait_until(lambda: pool.acquire_waiters == 2)
     pool.release(held)
     wait_until(lambda: sum(w.done for w in waiters) == 1)
     assert pool.acquire_waiters == 1
     woken = next(w for w in waiters if w.done)
-    assert woken.resource is held and pool.available == 0
+    assert woken.value is held and pool.available == 0
     pool.release(held)
     for waiter in waiters:
-        waiter.thread.join(DEADLINE)
-    assert all(w.resource is held for w in waiters)
+        waiter.join()
+    assert all(w.value is held for w in waiters)
     pool.release(held)
     assert pool.available == 1
     pool.deinit()

@@ -6,14 +6,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from _flow_support import (
-    drain,
-    make_dispatch,
-    make_flow,
-    push_payload,
-    state_factory,
-    wait_until,
-)
+from _flow_support import make_dispatch, make_flow, push_payload, state_factory
+from support import drain, raised_on_thread, wait_until
 
 from refimpl import script_runner as script_runner_module
 from refimpl import scripting_system as scripting_system_module
@@ -36,23 +30,6 @@ from refimpl.script_runner import ScriptRunner
 from refimpl.state_pool import StatePool
 from refimpl.sync import THREADING, Condition, Lock
 from refimpl.thread_pool import ThreadPool
-
-
-def on_other_thread(fn: Callable[[], object]) -> BaseException | None:
-    """Run ``fn`` on a fresh thread; return the exception it raised, if any."""
-    raised: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            raised.append(exc)
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join(5.0)
-    assert not thread.is_alive()
-    return raised[0] if raised else None
 
 
 @pytest.mark.spec("THR-POOL-ANY-THREAD")
@@ -186,7 +163,7 @@ def test_world_and_input_reads_work_from_another_thread() -> None:
     input_state.set_mouse_pos(3.0, 4.0)
     got: list[object] = []
     assert (
-        on_other_thread(
+        raised_on_thread(
             lambda: got.extend(
                 [
                     world.get_component(entity, "Transform"),
@@ -211,7 +188,7 @@ def test_cvar_writes_from_another_thread_raise_and_change_nothing(write: str) ->
         "set_from_string": lambda: registry.set_from_string("v", "5"),
         "set_lua_handler": lambda: registry.set_lua_handler("v", "H"),
     }
-    assert isinstance(on_other_thread(calls[write]), ThreadAffinityError)
+    assert isinstance(raised_on_thread(calls[write]), ThreadAffinityError)
     assert registry.names() == ["v"]
     assert registry.get_as_string("v") == "1"
     assert registry.get_lua_handler("v") == ""
@@ -222,9 +199,9 @@ def test_cvar_writes_from_another_thread_raise_and_change_nothing(write: str) ->
 def test_world_writes_from_another_thread_raise_and_change_nothing() -> None:
     world = World()
     entity = world.create_entity()
-    assert isinstance(on_other_thread(world.create_entity), ThreadAffinityError)
+    assert isinstance(raised_on_thread(world.create_entity), ThreadAffinityError)
     assert isinstance(
-        on_other_thread(lambda: world.add_component(entity, "T", {"x": 1.0})),
+        raised_on_thread(lambda: world.add_component(entity, "T", {"x": 1.0})),
         ThreadAffinityError,
     )
     assert world.get_component(entity, "T") is None
@@ -235,9 +212,9 @@ def test_world_writes_from_another_thread_raise_and_change_nothing() -> None:
 @pytest.mark.timeout(10)
 def test_input_writes_from_another_thread_raise_and_change_nothing() -> None:
     input_state = InputState()
-    assert isinstance(on_other_thread(lambda: input_state.set_key("W", True)), ThreadAffinityError)
+    assert isinstance(raised_on_thread(lambda: input_state.set_key("W", True)), ThreadAffinityError)
     assert isinstance(
-        on_other_thread(lambda: input_state.set_mouse_pos(1.0, 2.0)), ThreadAffinityError
+        raised_on_thread(lambda: input_state.set_mouse_pos(1.0, 2.0)), ThreadAffinityError
     )
     assert input_state.is_key_pressed("W") is False
     assert input_state.get_mouse_pos() == (0.0, 0.0)
