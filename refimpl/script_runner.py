@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from refimpl.lua import LuaState, execute_lua_buffer
 from refimpl.messages import ERROR_PREFIX, is_error_result, script_result_payload
 from refimpl.state_pool import StatePool
 from refimpl.sync import THREADING, Sync, wait_for
-from refimpl.thread_pool import Executor, ThreadPool
+from refimpl.thread_pool import Executor
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,6 @@ class ScriptRunner:
         self._mutex = sync.lock()
         self._idle = sync.condition(self._mutex)
         self._in_flight: set[_WorkItem] = set()
-        self._worker_threads: set[int] = set()
         self._closed = False
         self.stats = RunnerStats()
 
@@ -98,9 +96,10 @@ class ScriptRunner:
         SR-WORKER-LEASE, SR-WORKER-EXECUTE, SR-ONE-RESULT, SR-RESULT-PUSH, SR-PUSH-NONBLOCKING,
         SR-DROP-FREE, SR-DROP-COUNTED, SR-PAYLOAD-OOM, SR-CALLBACK-PAYLOAD, SR-CALLBACK-WORKER,
         SR-CALLBACK-ERROR, THR-STATE-ONE-THREAD, CMP-QUEUE-DIRECTION, D18)."""
-        if self._on_own_worker():
+        if self.thread_pool.owns_current_thread():
             raise ThreadAffinityError("enqueue_script is main -> worker; called from a worker")
         with self._mutex:
+            # Checked before the copy too, so a refused call allocates nothing (SR-AFTER-DEINIT).
             if self._closed:
                 raise ShutDown("ScriptRunner is deinitialised")
         copy = self.allocator.dupe(script, tag="script copy")
@@ -133,16 +132,7 @@ class ScriptRunner:
                 self._finish(item, _Outcome.CANCELLED)
         self.wait_idle()
 
-    def _on_own_worker(self) -> bool:
-        """Whether the calling thread is a worker of this runner's pool."""
-        if isinstance(self.thread_pool, ThreadPool) and self.thread_pool.owns_current_thread():
-            return True
-        with self._mutex:
-            return threading.get_ident() in self._worker_threads
-
     def _run(self, item: _WorkItem) -> None:
-        with self._mutex:
-            self._worker_threads.add(threading.get_ident())
         outcome = _Outcome.CANCELLED
         try:
             payload = self._execute(item.script)
@@ -180,12 +170,10 @@ class ScriptRunner:
             return
         try:
             self.action_queue.push(Action(ActionKind.ScriptResult, message), timeout=0)
-        except QueueFull:
-            self.action_queue.allocator.free(message)
-            self._drop("ActionQueue full")
         except ScriptingError as exc:
             self.action_queue.allocator.free(message)
-            self._drop(f"ActionQueue push failed: {exc.code.value}")
+            full = isinstance(exc, QueueFull)
+            self._drop("ActionQueue full" if full else f"ActionQueue push failed: {exc.code.value}")
 
     def _drop(self, reason: str) -> None:
         log.error("ScriptResult dropped: %s", reason)

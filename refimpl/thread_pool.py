@@ -22,6 +22,8 @@ class Executor(Protocol):
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
 
+    def owns_current_thread(self) -> bool: ...
+
 
 class ThreadPool:
     """``num_workers`` worker threads; ``shutdown`` runs the queued work and waits for it."""

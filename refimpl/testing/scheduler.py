@@ -751,6 +751,10 @@ class SchedThreadPool:
         self._shut = False
         self.workers = [sched.spawn(f"{name}-{i}", self._worker) for i in range(num_workers)]
 
+    def owns_current_thread(self) -> bool:
+        """Whether the calling logical thread is one of this pool's workers."""
+        return self._sched.current() in self.workers
+
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Queue ``fn(*args, **kwargs)`` for a worker (the shape of
         :class:`refimpl.thread_pool.Executor`); after :meth:`shutdown` raise :class:`ShutDown`."""

@@ -40,6 +40,10 @@ class ManualExecutor:
     def __init__(self) -> None:
         self.pending: list[Callable[[], None]] = []
         self.futures: list[Future[None]] = []
+        self.worker_idents: set[int] = set()
+
+    def owns_current_thread(self) -> bool:
+        return threading.get_ident() in self.worker_idents
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         future: Future[R] = Future()
@@ -58,7 +62,13 @@ class ManualExecutor:
     def run_all(self) -> str:
         """Run the submitted work on one worker thread; return that thread's name."""
         work, self.pending = self.pending, []
-        worker = threading.Thread(target=lambda: [run() for run in work], name="test-worker")
+
+        def serve() -> None:
+            self.worker_idents.add(threading.get_ident())
+            for run in work:
+                run()
+
+        worker = threading.Thread(target=serve, name="test-worker")
         worker.start()
         worker.join(10)
         assert not worker.is_alive()

@@ -34,6 +34,9 @@ class RecordingPool:
         self.submitted += 1
         return self.inner.submit(fn, *args, **kwargs)
 
+    def owns_current_thread(self) -> bool:
+        return self.inner.owns_current_thread()
+
 
 def recording_runner(flow: Flow) -> tuple[ScriptRunner, RecordingPool]:
     pool = RecordingPool(flow.threads)
