@@ -1,16 +1,18 @@
 """Traceability checker: spec rules, the code that cites them, the tests that check them.
 
-`trace.py spec` validates spec/*.md and the rule IDs cited in refimpl/ (TRC-ID-FORMAT,
-TRC-ID-PREFIX, TRC-ID-UNIQUE, TRC-RULE-FIELDS, TRC-SPEC-XREF, TRC-DECISIONS, TRC-CODE-CITE,
-TRC-SPEC-SUMMARY). `trace.py check` also reads build/trace.json, written by the pytest plugin
-tools/pytest_spec.py, and checks coverage (TRC-RULE-NEEDS-TEST, TRC-NO-UNKNOWN-CITE,
-TRC-TEST-NEEDS-RULE, TRC-TRACE-MISSING), writes build/traceability.md (TRC-MATRIX) and prints
-`N rules, C covered, O orphans` (TRC-CHECK-SUMMARY).
+`trace.py spec` validates spec/*.md, the rule IDs cited in refimpl/ and the code each rule
+names (TRC-ID-FORMAT, TRC-ID-PREFIX, TRC-ID-UNIQUE, TRC-RULE-FIELDS, TRC-SPEC-XREF,
+TRC-DECISIONS, TRC-CODE-CITE, TRC-IMPL-EXISTS, TRC-SPEC-SUMMARY). `trace.py check` also reads
+build/trace.json, written by the pytest plugin tools/pytest_spec.py, and checks coverage
+(TRC-RULE-NEEDS-TEST, TRC-NO-UNKNOWN-CITE, TRC-TEST-NEEDS-RULE, TRC-TRACE-MISSING), writes
+build/traceability.md (TRC-MATRIX) and prints `N rules, C covered, O orphans`
+(TRC-CHECK-SUMMARY).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import sys
@@ -279,6 +281,54 @@ def scan_code(code_dir: Path, spec: Spec, root: Path) -> list[str]:
     return errors
 
 
+def _defined(body: Sequence[ast.stmt], name: str) -> ast.stmt | None:
+    """The top-level statement of ``body`` that defines ``name``, if any."""
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name == name:
+                return node
+        elif isinstance(node, ast.Assign):
+            if any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+                return node
+        elif isinstance(node, ast.AnnAssign):
+            if isinstance(node.target, ast.Name) and node.target.id == name:
+                return node
+        elif isinstance(node, ast.Import | ast.ImportFrom) and any(
+            (alias.asname or alias.name.split(".")[0]) == name for alias in node.names
+        ):
+            return node
+    return None
+
+
+def resolves(name: str, root: Path) -> bool:
+    """Whether ``a.b.C.m`` names a module under ``root`` and, inside it, a definition (a class,
+    function or assignment, then a member of that class), read statically: nothing is imported."""
+    parts = name.split(".")
+    for split in range(len(parts), 0, -1):
+        base = root.joinpath(*parts[:split])
+        for source in (base.with_suffix(".py"), base / "__init__.py"):
+            if not source.is_file():
+                continue
+            body: Sequence[ast.stmt] = ast.parse(source.read_text(encoding="utf-8")).body
+            for attribute in parts[split:]:
+                node = _defined(body, attribute)
+                if node is None:
+                    return False
+                body = node.body if isinstance(node, ast.ClassDef) else []
+            return True
+    return False
+
+
+def check_implementers(spec: Spec, root: Path) -> list[str]:
+    """Every dotted name in a rule's **Implemented by** must exist in the code (TRC-IMPL-EXISTS)."""
+    errors: list[str] = []
+    for rule in spec.rules.values():
+        for name in DOTTED_NAME_RE.findall(rule.fields.get("Implemented by", "")):
+            if not resolves(name, root):
+                errors.append(f"{rule.file}:{rule.line}: {rule.rule_id}: `{name}` does not exist")
+    return errors
+
+
 def load_trace(path: Path) -> list[TestRecord]:
     """Read the test records written by tools/pytest_spec.py."""
     if not path.is_file():
@@ -381,7 +431,8 @@ def write_matrix(out: Path, spec: Spec, result: Evaluation, root: Path) -> None:
 def run_spec(root: Path) -> tuple[Spec, list[str]]:
     """Parse the spec and scan the code; return the spec and every error found."""
     spec = parse_spec(root / "spec")
-    return spec, [*spec.errors, *scan_code(root / "refimpl", spec, root)]
+    code_errors = scan_code(root / "refimpl", spec, root)
+    return spec, [*spec.errors, *code_errors, *check_implementers(spec, root)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -62,6 +62,12 @@ def make_repo(
     (spec / "state-pool.md").write_text(
         "# Pool\n\n" + (pool if pool is not None else rule("SP-ACQUIRE-BLOCKS")), encoding="utf-8"
     )
+    # The code the rules name (TRC-IMPL-EXISTS reads it statically).
+    package = root / "refimpl"
+    package.mkdir(exist_ok=True)
+    (package / "action_queue.py").write_text(
+        "class ActionQueue:\n    def push(self) -> None: ...\n", encoding="utf-8"
+    )
     return root
 
 
@@ -199,7 +205,6 @@ def test_decisions_defines_no_rules(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_docstring_citing_unknown_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_repo(tmp_path)
     package = root / "refimpl"
-    package.mkdir()
     (package / "queue.py").write_text(
         '"""Queue (AQ-PUSH-FULL).\n\nAlso AQ-PUSH-LATER, UTF-8 and XY-NOT-A-PREFIX."""\n',
         encoding="utf-8",
@@ -208,6 +213,27 @@ def test_docstring_citing_unknown_rule(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1
     assert out == [
         "error: refimpl/queue.py:3: cites unknown rule AQ-PUSH-LATER",
+        "2 rules, 1 format errors",
+    ]
+
+
+@pytest.mark.spec("TRC-IMPL-EXISTS")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "refimpl.action_queue.ActionQueue.pop",
+        "refimpl.action_queue.Queue.push",
+        "refimpl.state_pool.StatePool",
+    ],
+)
+def test_implemented_by_naming_missing_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    queue = rule("AQ-PUSH-FULL").replace("refimpl.action_queue.ActionQueue.push", name)
+    code, out = run(make_repo(tmp_path, queue=queue), "spec", capsys=capsys)
+    assert code == 1
+    assert out == [
+        f"error: action-queue.md:3: AQ-PUSH-FULL: `{name}` does not exist",
         "2 rules, 1 format errors",
     ]
 
