@@ -7,15 +7,35 @@ where a state could differ from the next.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from refimpl.conformance.cases import Tester, b, case, obj, unb
 from refimpl.driver.wire import Json, JsonObject
 
 HOST_NAMES = ("require", "package", "dofile", "loadfile", "io", "debug")
 HOST_OS = ("execute", "remove", "rename", "exit", "getenv", "tmpname")
-BASE = (
-    "assert error getmetatable ipairs next pairs pcall rawequal rawget rawlen rawset select "
-    "setmetatable tonumber tostring type xpcall load collectgarbage print"
-).split()
+BASE = [
+    "assert",
+    "error",
+    "getmetatable",
+    "ipairs",
+    "next",
+    "pairs",
+    "pcall",
+    "rawequal",
+    "rawget",
+    "rawlen",
+    "rawset",
+    "select",
+    "setmetatable",
+    "tonumber",
+    "tostring",
+    "type",
+    "xpcall",
+    "load",
+    "collectgarbage",
+    "print",
+]
 LIBRARIES = ("string", "table", "math", "utf8", "coroutine", "os")
 MODULES = ("console", "cvar", "ecs", "input")
 PROTECTED = (*MODULES, "exec", *LIBRARIES, *BASE)
@@ -39,7 +59,7 @@ MEMORY = 4 * 1024 * 1024
 LIMITS: JsonObject = {"max_instructions": INSTRUCTIONS, "max_memory": MEMORY}
 
 
-def _lua_list(names: tuple[str, ...]) -> str:
+def _lua_list(names: Sequence[str]) -> str:
     return "{" + ", ".join(f'"{n}"' for n in names) + "}"
 
 
