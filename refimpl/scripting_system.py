@@ -85,7 +85,9 @@ class ScriptingSystem:
 
     def deinit(self) -> None:
         """Free the deferred action, if any, and refuse further updates (SS-DEINIT,
-        SS-AFTER-DEINIT)."""
+        SS-AFTER-DEINIT); a second deinit does nothing."""
+        if self._closed:
+            return
         self._check_main()
         self._closed = True
         if self._deferred is not None:
