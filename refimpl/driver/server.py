@@ -399,13 +399,16 @@ def _allocator_alloc(server: Server, args: Args) -> Json:
 
 @operation("allocator.free")
 def _allocator_free(server: Server, args: Args) -> Json:
-    """Free ``buffer`` through ``allocator``: the ledger's checks answer (MEM-LEDGER-*)."""
+    """Free ``buffer`` through ``allocator``; the ledger's own checks answer
+    (MEM-LEDGER-DOUBLE-FREE, MEM-LEDGER-WRONG-ALLOCATOR)."""
     args.handle("allocator", TrackingAllocator).free(args.handle("buffer", Buffer))
     return None
 
 
 @operation("buffer.read")
 def _buffer_read(server: Server, args: Args) -> Json:
+    """The contents of a buffer; a freed one answers ``UseAfterFree``
+    (MEM-LEDGER-USE-AFTER-FREE)."""
     return encode_bytes(bytes(args.handle("buffer", Buffer)))
 
 
@@ -679,7 +682,7 @@ def _engine_new(server: Server, args: Args) -> Json:
 def _engine_enqueue(server: Server, args: Args) -> Json:
     record = _record(server, args)
     script = args.data("script")
-    raises = args.flag("callback_raises", False)
+    raises = args.flag("callback_raises", False)  # DRV-CALLBACK-RAISES
     if not args.flag("callback", False) and not raises:
         record.engine.runner.enqueue_script(script)
         return None
