@@ -83,11 +83,14 @@ class ScriptingSystem:
         self._publish_cvar_changes()
         self._drain()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`deinit` has run."""
+        return self._closed
+
     def deinit(self) -> None:
         """Free the deferred action, if any, and refuse further updates (SS-DEINIT,
-        SS-AFTER-DEINIT); a second deinit does nothing."""
-        if self._closed:
-            return
+        SS-AFTER-DEINIT)."""
         self._check_main()
         self._closed = True
         if self._deferred is not None:
