@@ -213,8 +213,14 @@ class LuaState:
 
     def reset_globals(self) -> None:
         """Drop every script-defined global and rerun the prelude: the state as created."""
-        self._kernel_fn(b"reset_globals")()
-        self._runtime.gccollect()
+        # The globals may hold the whole cap: calling into Lua needs room above it.
+        base = max(self.limits.max_memory, self._runtime.get_memory_used())
+        self._runtime.set_max_memory(base + ARGUMENT_SLACK)
+        try:
+            self._kernel_fn(b"reset_globals")()
+            self._runtime.gccollect()
+        finally:
+            self._runtime.set_max_memory(self.limits.max_memory)
         self.load_prelude(self._prelude)
 
     def recover_after_failure(self) -> None:
