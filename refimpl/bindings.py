@@ -281,15 +281,19 @@ def create_lua_state(
     context: BindingContext,
     prelude: Sequence[bytes | str] = (),
     limits: LuaLimits = DEFAULT_LIMITS,
+    state_type: type[LuaState] = LuaState,
 ) -> LuaState:
     """The seed's ``createLuaState``: a sandboxed state with all four modules, ``exec`` and
     ``print``, then the prelude scripts run in it; a failing prelude closes the half-built state
     and raises :class:`LuaRuntimeError` (LB-MODULES-ALL, LB-STATE-CREATE, LB-PRELUDE-ERROR,
     CMP-BINDINGS-ANY-THREAD).
-    ``functools.partial(create_lua_state, context=..., prelude=...)`` is a pool ``create_fn``."""
+    ``functools.partial(create_lua_state, context=..., prelude=...)`` is a pool ``create_fn``;
+    ``state_type`` is the class of the state (a subclass of :class:`LuaState`)."""
     allocation = allocator.alloc(STATE_ALLOCATION, tag="lua_State")
     try:
-        L = LuaState(limits, print_sink=lambda line: log.info("%s", line.decode(errors="replace")))
+        L = state_type(
+            limits, print_sink=lambda line: log.info("%s", line.decode(errors="replace"))
+        )
     except BaseException:
         allocator.free(allocation)
         raise

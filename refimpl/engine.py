@@ -75,7 +75,8 @@ class Engine:
         self._closed = True
         self.runner.deinit()
         self.thread_pool.shutdown()
-        self.system.deinit()
+        if not self.system.closed:  # the owner may have deinitialised it already
+            self.system.deinit()
         self._discard_leftovers()
         self.queue.deinit()
         self.pool.deinit()

@@ -141,7 +141,7 @@ class LuaState:
         loaded = package_loaded[b"loaded"]
         assert _is_table(loaded)
         loaded[b"python"] = None
-        source = resources.files("refimpl").joinpath("sandbox.lua").read_bytes()
+        source = self.sandbox_source()
         kernel = self._runtime.execute(
             source, limits.max_instructions, limits.host_libraries, self._sink(print_sink)
         )
@@ -152,6 +152,11 @@ class LuaState:
         self._prelude: list[bytes] = []
         self.allocation: Buffer | None = None
         self.closed = False
+
+    @classmethod
+    def sandbox_source(cls) -> bytes:
+        """The Lua text of the sandbox kernel (``refimpl/sandbox.lua``) every state loads."""
+        return resources.files("refimpl").joinpath("sandbox.lua").read_bytes()
 
     @staticmethod
     def is_table(value: object) -> bool:
@@ -208,8 +213,14 @@ class LuaState:
 
     def reset_globals(self) -> None:
         """Drop every script-defined global and rerun the prelude: the state as created."""
-        self._kernel_fn(b"reset_globals")()
-        self._runtime.gccollect()
+        # The globals may hold the whole cap: calling into Lua needs room above it.
+        base = max(self.limits.max_memory, self._runtime.get_memory_used())
+        self._runtime.set_max_memory(base + ARGUMENT_SLACK)
+        try:
+            self._kernel_fn(b"reset_globals")()
+            self._runtime.gccollect()
+        finally:
+            self._runtime.set_max_memory(self.limits.max_memory)
         self.load_prelude(self._prelude)
 
     def recover_after_failure(self) -> None:

@@ -42,9 +42,15 @@ local function hook()
   error("instruction limit exceeded", 0)
 end
 
+-- The read-only views and the chunk environments, which the rawset scripts see must respect
+-- (weak keys: a dead environment is collected).
+local READONLY = setmetatable({}, { __mode = "k" })
+local ENVS = setmetatable({}, { __mode = "k" })
+
 -- A read-only view of t. Nothing on it hands out t itself: not getmetatable, not pairs.
 local function readonly(t, name)
   local proxy = {}
+  READONLY[proxy] = name
   return setmetatable(proxy, {
     __index = t,
     __newindex = function() error("attempt to modify read-only table '" .. name .. "'", 2) end,
@@ -77,6 +83,7 @@ local ENV_MT = {
 local function new_env()
   local env = setmetatable({}, ENV_MT)
   rawset(env, "_G", env)
+  ENVS[env] = true
   return env
 end
 
@@ -126,9 +133,20 @@ end
 -- The standard library as scripts see it (SBX-STDLIBS-OPEN, SBX-HOST-LIBS-ABSENT,
 -- SBX-HOST-LIBS-OPTION, SBX-LOAD-TEXT).
 for _, k in ipairs({ "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall",
-  "rawequal", "rawget", "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring",
+  "rawequal", "rawget", "rawlen", "select", "setmetatable", "tonumber", "tostring",
   "type", "xpcall", "_VERSION" }) do
   PROTECTED[k] = G[k]
+end
+-- rawset bypasses __newindex: refuse it on a read-only view and on a protected global, so it
+-- cannot shadow a protected field or global (SBX-PROTECTED-FIELDS, SBX-PROTECTED-GLOBALS).
+PROTECTED.rawset = function(t, k, v)
+  if READONLY[t] ~= nil then
+    error("attempt to modify read-only table '" .. READONLY[t] .. "'", 2)
+  end
+  if ENVS[t] and PROTECTED[k] ~= nil then
+    error("cannot assign to protected global '" .. tostring(k) .. "'", 2)
+  end
+  return rawset(t, k, v)
 end
 PROTECTED.load = function(chunk, name, _, env)
   return load(chunk, name, "t", env or new_env())

@@ -83,6 +83,11 @@ class ScriptingSystem:
         self._publish_cvar_changes()
         self._drain()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`deinit` has run."""
+        return self._closed
+
     def deinit(self) -> None:
         """Free the deferred action, if any, and refuse further updates (SS-DEINIT,
         SS-AFTER-DEINIT)."""

@@ -24,7 +24,7 @@ ID_RE = re.compile(r"^[A-Z]{2,4}(-[A-Z0-9]+)+$")
 RULE_HEADING_RE = re.compile(r"^####(?:\s+(?P<text>.*?))?\s*$")
 BACKTICKED_RE = re.compile(r"^`(?P<inner>[^`]*)`$")
 BULLET_RE = re.compile(r"^- \*\*(?P<name>[^*]+):\*\*(?P<value>.*)$")
-OBSERVABLE_RE = re.compile(r"^(api|ledger|code)(; implementation-defined: \S.*)?$")
+OBSERVABLE_RE = re.compile(r"^(api|ledger|code)(; (implementation-defined|not portable): \S.*)?$")
 DOTTED_NAME_RE = re.compile(r"`(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)`")
 PREFIX_ROW_RE = re.compile(r"^\|\s*`(?P<prefix>[A-Z]{2,4})`\s*\|\s*\[?`?(?P<file>[\w.-]+\.md)")
 RULING_RE = re.compile(r"^###\s+(?P<ruling>D\d+)\b")
@@ -166,7 +166,8 @@ def _check_fields(where: str, rule_id: str, bullets: list[tuple[str, str]]) -> l
     if values["Observable"] and not OBSERVABLE_RE.match(values["Observable"]):
         errors.append(
             f"{where}: {rule_id}: **Observable:** must be api, ledger or code, optionally "
-            f"followed by '; implementation-defined: ...'; found {values['Observable']!r}"
+            f"followed by '; implementation-defined: ...' or '; not portable: ...'; "
+            f"found {values['Observable']!r}"
         )
     if values["Implemented by"] and not DOTTED_NAME_RE.search(values["Implemented by"]):
         errors.append(f"{where}: {rule_id}: **Implemented by:** names no `dotted.name`")

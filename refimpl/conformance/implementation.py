@@ -31,6 +31,9 @@ class Op(enum.StrEnum):
     # allocator ledger (Memory & Ownership)
     ALLOCATOR_NEW = "allocator.new"
     ALLOCATOR_FAIL_AT = "allocator.fail_at"
+    ALLOCATOR_ALLOC = "allocator.alloc"
+    ALLOCATOR_FREE = "allocator.free"
+    BUFFER_READ = "buffer.read"
     LEDGER = "ledger"
     # ActionQueue API
     QUEUE_NEW = "queue.new"
@@ -51,6 +54,7 @@ class Op(enum.StrEnum):
     LUA_CALL_HANDLER = "lua.call_handler"
     MSG_ENCODE_CVAR_LUA = "msg.encode_cvar_lua"
     MSG_PARSE_CVAR_LUA = "msg.parse_cvar_lua"
+    MSG_IS_ERROR_RESULT = "msg.is_error_result"
     # ScriptRunner, ScriptingSystem, Lua Bindings, CVar registry: one wired engine
     ENGINE_NEW = "engine.new"
     ENGINE_ENQUEUE = "engine.enqueue"
@@ -67,6 +71,9 @@ class Op(enum.StrEnum):
     ENGINE_CVAR_TAKE = "engine.cvar_take"
     ENGINE_INPUT_SET_KEY = "engine.input_set_key"
     ENGINE_INPUT_SET_MOUSE = "engine.input_set_mouse"
+    ENGINE_RUNNER_DEINIT = "engine.runner_deinit"
+    ENGINE_THREADS_SHUTDOWN = "engine.threads_shutdown"
+    ENGINE_SYSTEM_DEINIT = "engine.system_deinit"
     ENGINE_CLOSE = "engine.close"
 
 

@@ -8,16 +8,25 @@ through ``python -m refimpl.driver --mutant NAME``) and checks the rule is repor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import Buffer, TrackingAllocator
+from refimpl.bindings import BindingContext, create_lua_state, destroy_lua_state
 from refimpl.cvar import CVarChangeEvent, CVarRegistry
 from refimpl.driver.components import REFIMPL, Components, EngineFactory, Token
 from refimpl.engine import Engine
 from refimpl.errors import LuaRuntimeError, MalformedMessage, OutOfMemory, ScriptingError
-from refimpl.lua import HandlerOutcome, LuaState, execute_lua_buffer, invoke_named_handler
+from refimpl.lua import (
+    DEFAULT_LIMITS,
+    HandlerOutcome,
+    LuaLimits,
+    LuaState,
+    execute_lua_buffer,
+    invoke_named_handler,
+)
 from refimpl.messages import CVarLuaMessage, encode_cvar_lua
 from refimpl.script_runner import ScriptRunner
 from refimpl.scripting_system import ScriptingSystem
@@ -219,6 +228,35 @@ def _raise_on_missing(L: LuaState, handler_name: bytes, args: Sequence[bytes]) -
         raise LuaRuntimeError(f"no handler {handler_name!r}")
 
 
+# -- sandbox bugs --------------------------------------------------------------------------
+
+
+class SandboxEdit:
+    """A state class whose sandbox kernel has one text replaced: a one-line sandbox bug."""
+
+    @staticmethod
+    def state_type(old: str, new: str) -> type[LuaState]:
+        class EditedState(LuaState):
+            @classmethod
+            def sandbox_source(cls) -> bytes:
+                source = super().sandbox_source()
+                if old.encode() not in source:
+                    raise AssertionError(f"sandbox text to edit not found: {old!r}")
+                return source.replace(old.encode(), new.encode())
+
+        return EditedState
+
+
+BinaryLoadState = SandboxEdit.state_type(
+    'PROTECTED.load = function(chunk, name, _, env)\n  return load(chunk, name, "t", env',
+    "PROTECTED.load = function(chunk, name, mode, env)\n  return load(chunk, name, mode, env",
+)
+WritableModuleState = SandboxEdit.state_type(
+    '__newindex = function() error("attempt to modify read-only table \'" .. name .. "\'", 2) end,',
+    "__newindex = rawset,",
+)
+
+
 # -- wiring --------------------------------------------------------------------------------
 
 
@@ -235,11 +273,45 @@ def _engine_with(
         prelude: Sequence[bytes | str],
         *,
         cvars: CVarRegistry | None = None,
+        limits: LuaLimits = DEFAULT_LIMITS,
     ) -> Engine:
-        engine = Engine(workers, queue_capacity, prelude, cvars=cvars)
+        engine = Engine(workers, queue_capacity, prelude, cvars=cvars, limits=limits)
         engine.queue = queue(engine.allocator, queue_capacity)
         engine.runner = runner(engine.allocator, engine.thread_pool, engine.pool, engine.queue)
         engine.system = system(engine.allocator, engine.cvars, engine.pool, engine.queue)
+        return engine
+
+    return make
+
+
+def _engine_with_states(state_type: type[LuaState], host_libraries: bool = False) -> EngineFactory:
+    """An :class:`Engine` whose Lua states are of ``state_type`` (and, with ``host_libraries``,
+    whose states get the host libraries whatever limits were asked for)."""
+
+    def make(
+        workers: int,
+        queue_capacity: int,
+        prelude: Sequence[bytes | str],
+        *,
+        cvars: CVarRegistry | None = None,
+        limits: LuaLimits = DEFAULT_LIMITS,
+    ) -> Engine:
+        limits = replace(limits, host_libraries=True) if host_libraries else limits
+        engine = Engine(workers, queue_capacity, (), cvars=cvars, limits=limits)
+        engine.pool.deinit()
+        context = BindingContext(engine.cvars, engine.world, engine.input, enqueue=engine._exec)
+        create = functools.partial(
+            create_lua_state,
+            context=context,
+            prelude=prelude,
+            limits=limits,
+            state_type=state_type,
+        )
+        engine.pool = StatePool(engine.allocator, workers + 1, create, destroy_lua_state)
+        engine.runner = ScriptRunner(
+            engine.allocator, engine.thread_pool, engine.pool, engine.queue
+        )
+        engine.system = ScriptingSystem(engine.allocator, engine.cvars, engine.pool, engine.queue)
         return engine
 
     return make
@@ -337,6 +409,24 @@ def _mutants() -> dict[str, Mutant]:
             "CV-FORMAT-FLOAT",
             "an integral float is written without .0",
             replace(REFIMPL, registry=ShortFloatRegistry),
+        ),
+        m(
+            "host-libraries-reachable",
+            "SBX-HOST-LIBS-ABSENT",
+            "every state gets io, os.execute, debug, require and package",
+            replace(REFIMPL, engine=_engine_with_states(LuaState, host_libraries=True)),
+        ),
+        m(
+            "load-accepts-binary",
+            "SBX-LOAD-TEXT",
+            "the sandbox's load passes the caller's mode through, so bytecode loads",
+            replace(REFIMPL, engine=_engine_with_states(BinaryLoadState)),
+        ),
+        m(
+            "module-fields-writable",
+            "SBX-PROTECTED-FIELDS",
+            "a read-only library view takes assignments, which later leases see",
+            replace(REFIMPL, engine=_engine_with_states(WritableModuleState)),
         ),
     ]
     return {mutant.name: mutant for mutant in found}

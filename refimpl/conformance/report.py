@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "spec"
 PROFILES = ROOT / "conformance" / "profiles"
 OUT = ROOT / "build" / "conformance"
-PASS, FAIL, DEVIATION, NA = "pass", "fail", "deviation", "n/a"
+PASS, FAIL, DEVIATION, NA, NOT_IN_SUITE = "pass", "fail", "deviation", "n/a", "not in suite"
+STATUSES = (PASS, FAIL, DEVIATION, NA, NOT_IN_SUITE)
 RULE_RE = re.compile(
     r"^#### `([A-Z0-9-]+)`\n- \*\*Rule:\*\* .*\n.*\n- \*\*Observable:\*\* (.*)$", re.M
 )
@@ -36,6 +37,17 @@ class Rule:
     id: str
     observable: str
     file: str
+
+    def set_aside(self) -> str | None:
+        """Why the suite does not run this rule on a port, from its **Observable** field: only
+        a reader of the code can check it, it is implementation-defined, or it is not portable
+        (spec/README.md); ``None`` for a rule a port can exhibit."""
+        kind, _, qualifier = self.observable.partition("; ")
+        if qualifier.startswith(("implementation-defined:", "not portable:")):
+            return qualifier
+        if kind == "code":
+            return "observable in the code only"
+        return None
 
 
 def load_rules(spec: Path = SPEC) -> dict[str, Rule]:
@@ -85,13 +97,16 @@ class RuleStatus:
     status: str
     cases: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    reason: str = ""
 
 
 def classify(
     rules: dict[str, Rule], results: Sequence[CaseResult], profile: Profile
 ) -> dict[str, RuleStatus]:
-    """One status per rule the suite cites or the profile names: a rule fails when a case
-    failed on it, passes when some case citing it passed and none failed on it."""
+    """One status per rule of the spec, and per rule a case cites: a rule fails when a case
+    failed on it and passes when some case citing it passed and none failed on it. A rule no
+    case ran is not applicable when the profile or its **Observable** field sets it aside (with
+    the reason), else it is ``not in suite``: never checked, never counted as a pass."""
     status: dict[str, RuleStatus] = {}
     for r in results:
         for rule in r.case.rules:
@@ -104,13 +119,28 @@ def classify(
             entry.status = DEVIATION if rule in profile.deviations else FAIL
             entry.messages.append(f"{r.case.name}: {r.message}")
     for rule in profile.not_applicable:
-        status[rule] = RuleStatus(rule, NA)
+        status[rule] = RuleStatus(rule, NA, reason="not applicable in the profile")
     for rule, info in rules.items():
-        if rule not in status and (
-            "code" in info.observable or "implementation-defined" in info.observable
-        ):
-            status[rule] = RuleStatus(rule, NA)
+        if rule in status:
+            continue
+        reason = info.set_aside()
+        if reason is not None:
+            status[rule] = RuleStatus(rule, NA, reason=reason)
+        else:
+            status[rule] = RuleStatus(rule, NOT_IN_SUITE, reason=f"no case cites it ({info.file})")
     return dict(sorted(status.items()))
+
+
+def counts(status: dict[str, RuleStatus]) -> dict[str, int]:
+    return {s: sum(e.status == s for e in status.values()) for s in STATUSES}
+
+
+def totals(status: dict[str, RuleStatus]) -> str:
+    n = counts(status)
+    return (
+        f"{len(status)} rules: {n[PASS]} pass, {n[FAIL]} fail, {n[DEVIATION]} deviation, "
+        f"{n[NA]} not applicable, {n[NOT_IN_SUITE]} not in suite"
+    )
 
 
 def select(profile: Profile, cases: Iterable[Case] = CASES) -> list[Case]:
@@ -124,16 +154,13 @@ def run(impl: Implementation, profile: Profile, cases: Iterable[Case] = CASES) -
 
 def table(status: dict[str, RuleStatus]) -> str:
     width = max((len(r) for r in status), default=4)
-    lines = [f"{'rule':<{width}}  status     cases"]
+    lines = [f"{'rule':<{width}}  {'status':<12}  cases"]
     for entry in status.values():
-        lines.append(f"{entry.rule:<{width}}  {entry.status:<9}  {len(entry.cases)}")
+        row = f"{entry.rule:<{width}}  {entry.status:<12}  {len(entry.cases)}"
+        lines.append(f"{row}  {entry.reason}" if entry.reason else row)
         for message in entry.messages:
             lines.append("    " + message.replace("\n", "\n    "))
-    counts = {s: sum(e.status == s for e in status.values()) for s in (PASS, FAIL, DEVIATION, NA)}
-    lines.append(
-        f"{len(status)} rules: {counts[PASS]} pass, {counts[FAIL]} fail, "
-        f"{counts[DEVIATION]} deviation, {counts[NA]} not applicable"
-    )
+    lines.append(totals(status))
     return "\n".join(lines)
 
 
@@ -150,9 +177,11 @@ def write_reports(
         "driver": driver,
         "hello": hello,
         "seconds": round(seconds, 3),
+        "totals": {"rules": len(status), **counts(status)},
         "rules": {
             e.rule: {
                 "status": e.status,
+                "reason": e.reason,
                 "cases": list[Json](e.cases),
                 "messages": list[Json](e.messages),
             }
@@ -171,14 +200,19 @@ def write_reports(
         ],
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    set_aside = [e for e in status.values() if e.status in (NA, NOT_IN_SUITE)]
     suite = ET.Element(
         "testsuite",
         name="conformance",
-        tests=str(len(results)),
+        tests=str(len(results) + len(set_aside)),
         failures=str(sum(r.outcome == FAIL for r in results)),
         errors=str(sum(r.outcome == "error" for r in results)),
+        skipped=str(len(set_aside)),
         time=f"{seconds:.3f}",
     )
+    properties = ET.SubElement(suite, "properties")
+    for name, value in {"rules": len(status), **counts(status)}.items():
+        ET.SubElement(properties, "property", name=f"rules.{name}", value=str(value))
     for r in results:
         tc = ET.SubElement(
             suite, "testcase", classname=r.case.module, name=r.case.name, time=f"{r.seconds:.3f}"
@@ -189,6 +223,10 @@ def write_reports(
         if r.outcome != PASS:
             tag = "failure" if r.outcome == FAIL else "error"
             ET.SubElement(tc, tag, message=f"{r.rule}: {r.message[:200]}").text = r.message
+    # A rule no case ran is a skipped test: visible, never a pass.
+    for e in set_aside:
+        tc = ET.SubElement(suite, "testcase", classname="conformance.rules", name=e.rule, time="0")
+        ET.SubElement(tc, "skipped", message=f"{e.status}: {e.reason}")
     ET.ElementTree(suite).write(out / "junit.xml", encoding="utf-8", xml_declaration=True)
 
 

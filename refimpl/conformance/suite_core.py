@@ -402,3 +402,111 @@ def cvarlua_roundtrip(t: Tester) -> None:
     got = t.call("msg.parse_cvar_lua", message=encoded)
     assert isinstance(got, list)
     t.equal([unb(f) for f in got], fields, "round-tripped fields")
+
+
+@case("AQ-KIND-CLOSED")
+def queue_kinds_closed(t: Tester) -> None:
+    q, _ = t.queue(4)
+    kinds = ["ScriptResult", "CVarLua", "CVarNative"]
+    for kind in kinds:
+        t.push(q, kind, kind=kind)
+    got = [obj(t.call("queue.try_pop", queue=q)) for _ in kinds]
+    t.equal(
+        [(g["kind"], unb(g["message"])) for g in got], [(k, k.encode()) for k in kinds], "kinds"
+    )
+    for other in ("CustomEvent", "scriptresult", "Script", ""):
+        t.fails("InvalidArgument", "queue.push", queue=q, message=b("x"), kind=other)
+
+
+# -- the ownership ledger ------------------------------------------------------------------
+
+
+@case(
+    "MEM-LEDGER-WRONG-ALLOCATOR",
+    "MEM-LEDGER-DOUBLE-FREE",
+    "MEM-LEDGER-USE-AFTER-FREE",
+    "MEM-LEDGER-LIVE",
+)
+def ledger_bad_frees(t: Tester) -> None:
+    mine, other = t.allocator("mine"), t.allocator("other")
+    buf = t.call("allocator.alloc", allocator=mine, data=b("payload"))
+    t.fails("WrongAllocator", "allocator.free", allocator=other, buffer=buf)
+    t.equal(t.live(mine), [b"payload"], "the buffer after a wrong-allocator free")
+    t.equal(unb(t.call("buffer.read", buffer=buf)), b"payload", "the buffer is still readable")
+    t.equal(t.live(other), [], "the other allocator")
+    t.call("allocator.free", allocator=mine, buffer=buf)
+    with t.checking("MEM-LEDGER-LIVE"):
+        t.equal(t.live(mine), [], "live buffers after the free")
+    with t.checking("MEM-LEDGER-DOUBLE-FREE"):
+        t.fails("DoubleFree", "allocator.free", allocator=mine, buffer=buf)
+        t.equal(t.live(mine), [], "live buffers after a double free")
+    with t.checking("MEM-LEDGER-USE-AFTER-FREE"):
+        t.fails("UseAfterFree", "buffer.read", buffer=buf)
+        empty = t.call("allocator.alloc", allocator=mine, data=b(""))
+        t.call("allocator.free", allocator=mine, buffer=empty)
+        t.fails("UseAfterFree", "buffer.read", buffer=empty)
+
+
+@case("MEM-FAIL-AT")
+def ledger_fail_at(t: Tester) -> None:
+    alloc = t.allocator("injected")
+    t.call("allocator.fail_at", allocator=alloc, k=3)
+    for data in ("one", "two"):
+        t.call("allocator.alloc", allocator=alloc, data=b(data))
+    t.fails("OutOfMemory", "allocator.alloc", allocator=alloc, data=b("three"))
+    t.equal(t.live(alloc), [b"one", b"two"], "live buffers after the injected failure")
+    for data in ("four", "five"):
+        t.call("allocator.alloc", allocator=alloc, data=b(data))
+    t.equal(t.live(alloc), [b"one", b"two", b"four", b"five"], "allocations after it succeed")
+
+
+# -- results and error codes ---------------------------------------------------------------
+
+
+@case("MSG-RESULT-IS-ERROR")
+def result_is_error(t: Tester) -> None:
+    cases: list[tuple[bytes, bool]] = [
+        (b"ERROR: boom", True),
+        (b"ERROR:", True),
+        (b"ERROR:x\x00\xff", True),
+        (b"ERROR", False),
+        (b"error: boom", False),
+        (b" ERROR: boom", False),
+        (b"OK", False),
+        (b"", False),
+    ]
+    for payload, expected in cases:
+        got = t.call("msg.is_error_result", message=b(payload))
+        t.equal(got, expected, f"is_error_result({payload!r})")
+
+
+@case("ERR-CODES")
+def error_codes(t: Tester) -> None:
+    """Each error condition of the error table answers its own code."""
+    alloc = t.allocator("codes")
+    t.call("allocator.fail_at", allocator=alloc, k=1)
+    t.fails("OutOfMemory", "allocator.alloc", allocator=alloc, data=b("x"))
+    q, _ = t.queue(1)
+    t.push(q, "a")
+    t.fails("QueueFull", "queue.push", queue=q, message=b("b"))
+    t.fails("MalformedMessage", "msg.parse_cvar_lua", message=b("no separators"))
+    p, _ = t.pool(1)
+    r = t.call("pool.acquire", pool=p)
+    t.fails("StatePoolExhausted", "pool.acquire", pool=p, timeout_ms=10)
+    t.fails("LeasesOutstanding", "pool.deinit", pool=p)
+    t.call("pool.release", pool=p, resource=r)
+    t.fails("InvalidRelease", "pool.release", pool=p, resource=r)
+    t.call("queue.deinit", queue=q)
+    t.fails("ShutDown", "queue.try_pop", queue=q)
+    buf = t.call("allocator.alloc", allocator=alloc, data=b("y"))
+    t.fails("WrongAllocator", "allocator.free", allocator=t.allocator("other"), buffer=buf)
+    t.call("allocator.free", allocator=alloc, buffer=buf)
+    t.fails("DoubleFree", "allocator.free", allocator=alloc, buffer=buf)
+    t.fails("UseAfterFree", "buffer.read", buffer=buf)
+    t.fails("LuaRuntimeError", "engine.new", workers=1, prelude=[b("error('bad prelude')")])
+    e = t.engine(workers=1, cvars=[{"name": "n", "default": 1}])
+    t.fails("UnknownCVar", "engine.cvar_get", engine=e["engine"], name="none")
+    t.fails("InvalidValue", "engine.cvar_set", engine=e["engine"], name="n", value="x")
+    t.fails("ThreadAffinity", "engine.cvar_set", "other", engine=e["engine"], name="n", value="2")
+    t.fails("InvalidArgument", "queue.new", allocator=alloc, capacity=0)
+    t.call("engine.close", engine=e["engine"])

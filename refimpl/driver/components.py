@@ -14,7 +14,14 @@ from refimpl.action_queue import ActionQueue
 from refimpl.allocator import TrackingAllocator
 from refimpl.cvar import CVarRegistry
 from refimpl.engine import Engine
-from refimpl.lua import ExecuteResult, LuaState, call_named_handler, execute_lua_buffer
+from refimpl.lua import (
+    DEFAULT_LIMITS,
+    ExecuteResult,
+    LuaLimits,
+    LuaState,
+    call_named_handler,
+    execute_lua_buffer,
+)
 from refimpl.messages import CVarLuaMessage, encode_cvar_lua, parse_cvar_lua
 from refimpl.state_pool import StatePool
 
@@ -38,6 +45,7 @@ class EngineFactory(Protocol):
         prelude: Sequence[bytes | str],
         *,
         cvars: CVarRegistry | None = None,
+        limits: LuaLimits = DEFAULT_LIMITS,
     ) -> Engine: ...
 
 
@@ -53,8 +61,9 @@ def _engine(
     prelude: Sequence[bytes | str],
     *,
     cvars: CVarRegistry | None = None,
+    limits: LuaLimits = DEFAULT_LIMITS,
 ) -> Engine:
-    return Engine(workers, queue_capacity, prelude, cvars=cvars)
+    return Engine(workers, queue_capacity, prelude, cvars=cvars, limits=limits)
 
 
 def _pool(

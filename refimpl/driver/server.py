@@ -40,7 +40,8 @@ from refimpl.driver.wire import (
 )
 from refimpl.engine import Engine
 from refimpl.errors import ScriptingError
-from refimpl.lua import LuaState
+from refimpl.lua import DEFAULT_LIMITS, LuaLimits, LuaState
+from refimpl.messages import is_error_result
 from refimpl.state_pool import StatePool
 
 T = TypeVar("T")
@@ -128,7 +129,13 @@ class EngineRecord:
     engine: Engine
     thread: int
     completions: list[JsonObject] = field(default_factory=list)
+    workers: dict[int, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class CallbackFailure(Exception):
+    """What a ``callback_raises`` on_complete raises after recording its call
+    (SR-CALLBACK-ERROR)."""
 
 
 @dataclass
@@ -383,6 +390,28 @@ def _allocator_fail_at(server: Server, args: Args) -> Json:
     return None
 
 
+@operation("allocator.alloc")
+def _allocator_alloc(server: Server, args: Args) -> Json:
+    """A buffer holding ``data``, allocated from ``allocator``, left to the client to free."""
+    allocator = args.handle("allocator", TrackingAllocator)
+    return server.register("b", allocator.dupe(args.data("data"), tag="allocated by driver"))
+
+
+@operation("allocator.free")
+def _allocator_free(server: Server, args: Args) -> Json:
+    """Free ``buffer`` through ``allocator``; the ledger's own checks answer
+    (MEM-LEDGER-DOUBLE-FREE, MEM-LEDGER-WRONG-ALLOCATOR)."""
+    args.handle("allocator", TrackingAllocator).free(args.handle("buffer", Buffer))
+    return None
+
+
+@operation("buffer.read")
+def _buffer_read(server: Server, args: Args) -> Json:
+    """The contents of a buffer; a freed one answers ``UseAfterFree``
+    (MEM-LEDGER-USE-AFTER-FREE)."""
+    return encode_bytes(bytes(args.handle("buffer", Buffer)))
+
+
 @operation("ledger")
 def _ledger(server: Server, args: Args) -> Json:
     """Live buffers of one allocator, oldest first (DRV-LEDGER)."""
@@ -575,6 +604,11 @@ def _msg_parse(server: Server, args: Args) -> Json:
     return [encode_bytes(f) for f in (parsed.handler, parsed.name, parsed.old, parsed.new)]
 
 
+@operation("msg.is_error_result")
+def _msg_is_error(server: Server, args: Args) -> Json:
+    return is_error_result(args.data("message"))
+
+
 @operation("logs.take")
 def _logs_take(server: Server, args: Args) -> Json:
     """Log records since the last ``logs.take``, oldest first (DRV-LOGS)."""
@@ -606,6 +640,18 @@ def _register_cvar(registry: CVarRegistry, spec: Json) -> None:
     )
 
 
+def _limits(spec: Json) -> LuaLimits:
+    """``engine.new``'s ``limits``: absent fields keep the defaults (DRV-LIMITS)."""
+    if not isinstance(spec, dict):
+        raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "args.limits: expected an object")
+    entry = Args(None, spec)
+    return LuaLimits(
+        max_memory=entry.integer("max_memory", DEFAULT_LIMITS.max_memory),
+        max_instructions=entry.integer("max_instructions", DEFAULT_LIMITS.max_instructions),
+        host_libraries=entry.flag("host_libraries", DEFAULT_LIMITS.host_libraries),
+    )
+
+
 @operation("engine.new")
 def _engine_new(server: Server, args: Args) -> Json:
     """One wired system whose main thread is the calling logical thread (DRV-OPS)."""
@@ -620,6 +666,7 @@ def _engine_new(server: Server, args: Args) -> Json:
         args.integer("queue_capacity", 256),
         args.data_list("prelude"),
         cvars=registry,
+        limits=_limits(args.raw.get("limits", {})),
     )
     handle = server.register("e", engine)
     server.engines[handle] = EngineRecord(engine, threading.get_ident())
@@ -635,17 +682,23 @@ def _engine_new(server: Server, args: Args) -> Json:
 def _engine_enqueue(server: Server, args: Args) -> Json:
     record = _record(server, args)
     script = args.data("script")
-    if not args.flag("callback", False):
+    raises = args.flag("callback_raises", False)  # DRV-CALLBACK-RAISES
+    if not args.flag("callback", False) and not raises:
         record.engine.runner.enqueue_script(script)
         return None
 
     def on_complete(payload: bytes) -> None:
-        entry: JsonObject = {
-            "payload": encode_bytes(payload),
-            "on_main": threading.get_ident() == record.thread,
-        }
+        ident = threading.get_ident()
         with record.lock:
+            worker = record.workers.setdefault(ident, len(record.workers) + 1)
+            entry: JsonObject = {
+                "payload": encode_bytes(payload),
+                "on_main": ident == record.thread,
+                "worker": worker,
+            }
             record.completions.append(entry)
+        if raises:
+            raise CallbackFailure("on_complete raised on request")
 
     record.engine.runner.enqueue_script(script, on_complete)
     return None
@@ -761,6 +814,27 @@ def _input_set_key(server: Server, args: Args) -> Json:
 @operation("engine.input_set_mouse")
 def _input_set_mouse(server: Server, args: Args) -> Json:
     _record(server, args).engine.input.set_mouse_pos(args.number("x"), args.number("y"))
+    return None
+
+
+@operation("engine.runner_deinit")
+def _engine_runner_deinit(server: Server, args: Args) -> Json:
+    """``ScriptRunner.deinit`` alone; the engine's other parts stay up (SR-DEINIT-NOT-OWNED)."""
+    _record(server, args).engine.runner.deinit()
+    return None
+
+
+@operation("engine.threads_shutdown")
+def _engine_threads_shutdown(server: Server, args: Args) -> Json:
+    """``ThreadPool.shutdown`` of the engine's worker pool (SR-POOL-SHUTDOWN)."""
+    _record(server, args).engine.thread_pool.shutdown()
+    return None
+
+
+@operation("engine.system_deinit")
+def _engine_system_deinit(server: Server, args: Args) -> Json:
+    """``ScriptingSystem.deinit`` alone (SS-DEINIT)."""
+    _record(server, args).engine.system.deinit()
     return None
 
 

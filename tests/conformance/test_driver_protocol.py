@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refimpl.conformance.implementation import DriverCrashed, DriverHung, Ok, Op, Pending
+from refimpl.conformance.report import (
+    STATUSES,
+    Profile,
+    Rule,
+    classify,
+    load_rules,
+    table,
+    totals,
+)
 from refimpl.conformance.report import main as report_main
 from refimpl.conformance.subprocess_adapter import Subprocess, command_line
 from refimpl.driver.server import OPERATIONS, Server
@@ -334,3 +344,92 @@ def test_a_ruling_declared_deviating_covers_its_rules(tmp_path: Path) -> None:
     assert json.loads((out / "report.json").read_text())["rules"]["AQ-PUSH-FULL"]["status"] == (
         "deviation"
     )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.spec("DRV-REPORT-ALL-RULES", "DRV-REPORT")
+def test_report_lists_every_rule_of_the_spec(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert report_main(["--case", "queue_fifo", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    rules = report["rules"]
+    assert set(rules) == set(load_rules())
+    assert rules["AQ-FIFO"]["status"] == "pass"
+    assert rules["AQ-LEN"]["status"] == "not in suite"
+    assert rules["TRC-MATRIX"]["status"] == "not in suite"
+    assert rules["CMP-PUBLIC-NAMES"]["status"] == "n/a"
+    assert rules["CMP-PUBLIC-NAMES"]["reason"].startswith("not portable: ")
+    assert rules["LH-EXEC-ERROR-TEXT"]["reason"].startswith("implementation-defined: ")
+    totals = report["totals"]
+    assert totals["rules"] == len(rules) == sum(totals[s] for s in STATUSES)
+    assert totals["pass"] == sum(r["status"] == "pass" for r in rules.values())
+    junit = ET.parse(out / "junit.xml").getroot()
+    skipped = {tc.get("name") for tc in junit.iter("testcase") if tc.find("skipped") is not None}
+    assert skipped == {k for k, r in rules.items() if r["status"] in ("n/a", "not in suite")}
+    assert junit.get("skipped") == str(len(skipped))
+
+
+@pytest.mark.spec("DRV-REPORT-ALL-RULES")
+def test_not_in_suite_is_never_a_pass() -> None:
+    rules = {
+        "AQ-A": Rule("AQ-A", "api", "action-queue.md"),
+        "AQ-B": Rule("AQ-B", "code", "action-queue.md"),
+        "AQ-C": Rule("AQ-C", "api; not portable: a Python name", "action-queue.md"),
+        "AQ-D": Rule("AQ-D", "ledger; implementation-defined: the order", "action-queue.md"),
+    }
+    status = classify(rules, [], Profile("p"))
+    assert [(e.rule, e.status) for e in status.values()] == [
+        ("AQ-A", "not in suite"),
+        ("AQ-B", "n/a"),
+        ("AQ-C", "n/a"),
+        ("AQ-D", "n/a"),
+    ]
+    assert status["AQ-C"].reason == "not portable: a Python name"
+    assert (
+        totals(status) == "4 rules: 0 pass, 0 fail, 0 deviation, 3 not applicable, 1 not in suite"
+    )
+    assert "not in suite" in table(status)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-LIMITS")
+def test_engine_limits_reach_every_state(driver: Subprocess) -> None:
+    limits: JsonObject = {
+        "max_instructions": 100_000,
+        "max_memory": 4 * 1024 * 1024,
+        "host_libraries": True,
+    }
+    engine = raw(driver, {"op": "engine.new", "args": {"workers": 1, "limits": limits}})["result"]
+    assert isinstance(engine, dict)
+    spin = encode_bytes(b"for i = 1, 1e7 do end")
+    hog = encode_bytes(b"local s = string.rep('x', 8 * 1024 * 1024)")
+    host = encode_bytes(b"assert(type(io) == 'table' and type(os.execute) == 'function')")
+    for script, success in ((spin, False), (hog, False), (host, True)):
+        args: JsonObject = {"engine": engine["engine"], "script": script}
+        result = raw(driver, {"op": "engine.execute", "args": args})["result"]
+        assert isinstance(result, dict)
+        assert result["success"] is success
+    bad = raw(driver, {"op": "engine.new", "args": {"limits": {"max_memory": "lots"}}})
+    assert bad["code"] == "InvalidArgument"
+    raw(driver, {"op": "engine.close", "args": {"engine": engine["engine"]}})
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-CALLBACK-RAISES")
+def test_a_raising_callback_is_recorded_then_fails(driver: Subprocess) -> None:
+    engine = raw(driver, {"op": "engine.new", "args": {"workers": 1}})["result"]
+    assert isinstance(engine, dict)
+    handle = engine["engine"]
+    raw(driver, {"op": "logs.take"})
+    args: JsonObject = {"engine": handle, "script": "return 1", "callback_raises": True}
+    assert raw(driver, {"op": "engine.enqueue", "args": args})["status"] == "ok"
+    raw(driver, {"op": "engine.wait_idle", "args": {"engine": handle, "timeout_ms": 10_000}})
+    done = raw(driver, {"op": "engine.completions", "args": {"engine": handle}})["result"]
+    assert isinstance(done, list) and len(done) == 1
+    logs = raw(driver, {"op": "logs.take"})["result"]
+    assert isinstance(logs, list)
+    assert any(isinstance(r, dict) and r["level"] == "error" for r in logs)
+    stats = raw(driver, {"op": "engine.stats", "args": {"engine": handle}})["result"]
+    assert isinstance(stats, dict) and isinstance(stats["runner"], dict)
+    assert stats["runner"]["callback_errors"] == 1
+    raw(driver, {"op": "engine.close", "args": {"engine": handle}})

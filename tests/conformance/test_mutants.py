@@ -30,6 +30,14 @@ def test_at_least_twelve_mutants() -> None:
     assert len(MUTANTS) >= 12
 
 
+@pytest.mark.spec("SBX-HOST-LIBS-ABSENT", "SBX-LOAD-TEXT", "SBX-PROTECTED-FIELDS")
+def test_sandbox_mutants_name_their_rules() -> None:
+    rules = {m.name: m.rule for m in MUTANTS.values()}
+    assert rules["host-libraries-reachable"] == "SBX-HOST-LIBS-ABSENT"
+    assert rules["load-accepts-binary"] == "SBX-LOAD-TEXT"
+    assert rules["module-fields-writable"] == "SBX-PROTECTED-FIELDS"
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("mutant", [pytest.param(m, id=m.name) for m in MUTANTS.values()])
 def test_mutant_rejected_in_process(mutant: Mutant) -> None:
@@ -41,7 +49,10 @@ def test_mutant_rejected_in_process(mutant: Mutant) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("name", ["lifo-queue", "leak-on-push-failure"])
+@pytest.mark.parametrize(
+    "name",
+    ["lifo-queue", "leak-on-push-failure", "host-libraries-reachable", "load-accepts-binary"],
+)
 def test_mutant_rejected_through_driver(name: str) -> None:
     mutant = MUTANTS[name]
     impl = Subprocess(f"python -m refimpl.driver --mutant {name}")

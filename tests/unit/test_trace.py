@@ -173,6 +173,22 @@ def test_implementation_defined_observable(
     assert code == 0
 
 
+@pytest.mark.spec("TRC-RULE-FIELDS")
+@pytest.mark.parametrize(
+    ("observable", "code"),
+    [
+        ("api; not portable: a Python import path", 0),
+        ("api; not portable:", 1),
+        ("api; portable: everywhere", 1),
+    ],
+)
+def test_not_portable_observable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], observable: str, code: int
+) -> None:
+    text = rule("AQ-PUSH-FULL").replace("- **Observable:** api", f"- **Observable:** {observable}")
+    assert run(make_repo(tmp_path, queue=text), "spec", capsys=capsys)[0] == code
+
+
 @pytest.mark.spec("TRC-SPEC-XREF")
 def test_spec_cross_reference_to_unknown_rule(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -1,0 +1,417 @@
+"""Conformance cases for the sandbox every Lua state runs in (the SBX rules of
+spec/lua-helpers.md): no way to the host, protected globals and library fields, text-only
+``load``, per-state globals, and the instruction and memory limits, also across coroutines,
+``pcall`` and handler calls. Every script runs through the driver, on every state of the pool
+where a state could differ from the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from refimpl.conformance.cases import Tester, b, case, obj, unb
+from refimpl.driver.wire import Json, JsonObject
+
+HOST_NAMES = ("require", "package", "dofile", "loadfile", "io", "debug")
+HOST_OS = ("execute", "remove", "rename", "exit", "getenv", "tmpname")
+BASE = [
+    "assert",
+    "error",
+    "getmetatable",
+    "ipairs",
+    "next",
+    "pairs",
+    "pcall",
+    "rawequal",
+    "rawget",
+    "rawlen",
+    "rawset",
+    "select",
+    "setmetatable",
+    "tonumber",
+    "tostring",
+    "type",
+    "xpcall",
+    "load",
+    "collectgarbage",
+    "print",
+]
+LIBRARIES = ("string", "table", "math", "utf8", "coroutine", "os")
+MODULES = ("console", "cvar", "ecs", "input")
+PROTECTED = (*MODULES, "exec", *LIBRARIES, *BASE)
+FIELDS = (
+    ("string", "rep"),
+    ("string", "format"),
+    ("table", "insert"),
+    ("math", "floor"),
+    ("utf8", "char"),
+    ("coroutine", "wrap"),
+    ("os", "time"),
+    ("console", "log"),
+    ("cvar", "set"),
+    ("ecs", "createEntity"),
+    ("input", "isKeyPressed"),
+)
+# Budgets the cases are sized against: one unit of work is a quarter of the instruction budget.
+INSTRUCTIONS = 1_000_000
+SPEND = "local x = 0 for i = 1, 125000 do x = x + i end"
+MEMORY = 4 * 1024 * 1024
+LIMITS: JsonObject = {"max_instructions": INSTRUCTIONS, "max_memory": MEMORY}
+
+
+def _lua_list(names: Sequence[str]) -> str:
+    return "{" + ", ".join(f'"{n}"' for n in names) + "}"
+
+
+def _states(t: Tester, e: JsonObject) -> list[str]:
+    """Lease every state of the engine's pool."""
+    capacity = t.pool_stats(str(e["pool"]))["capacity"]
+    assert isinstance(capacity, int)
+    return [str(t.call("pool.acquire", pool=e["pool"], timeout_ms=5000)) for _ in range(capacity)]
+
+
+def _release(t: Tester, e: JsonObject, states: list[str]) -> None:
+    for s in states:
+        t.call("pool.release", pool=e["pool"], resource=s)
+
+
+def _run(t: Tester, state: str, script: str | bytes, thread: str = "main") -> JsonObject:
+    alloc = t.allocator("caller")
+    return obj(t.call("lua.execute", thread, state=state, script=b(script), allocator=alloc))
+
+
+def _ok_everywhere(t: Tester, e: JsonObject, script: str, what: str) -> None:
+    """Run ``script`` on every state of the pool; each run must succeed."""
+    states = _states(t, e)
+    try:
+        for s in states:
+            result = _run(t, s, script)
+            if result.get("success") is not True:
+                t.fail(f"{what} (state {s}): {unb(result['message'])!r}")
+    finally:
+        _release(t, e, states)
+
+
+def _close(t: Tester, e: JsonObject) -> None:
+    t.call("engine.close", engine=e["engine"])
+
+
+def _engine(t: Tester, **args: Json) -> JsonObject:
+    args.setdefault("workers", 1)
+    return t.engine(**args)
+
+
+# -- no way to the host --------------------------------------------------------------------
+
+NO_HOST = f"""
+for _, k in ipairs({_lua_list(HOST_NAMES)}) do
+  assert(_G[k] == nil and _ENV[k] == nil, "global " .. k .. " is reachable")
+end
+for _, k in ipairs({_lua_list(HOST_OS)}) do
+  assert(os == nil or os[k] == nil, "os." .. k .. " is reachable")
+end
+"""
+
+# Walks what scripts can name, looking for a value that is not a Lua value (SBX-NO-PYTHON).
+NO_FOREIGN = f"""
+assert(python == nil, "a python global exists")
+assert(package == nil or package.loaded == nil or package.loaded.python == nil,
+  "package.loaded.python exists")
+local seen, bad = {{}}, {{}}
+local function walk(v, path, depth)
+  if type(v) == "userdata" then bad[#bad + 1] = path end
+  if type(v) ~= "table" or seen[v] or depth > 6 then return end
+  seen[v] = true
+  for k, x in pairs(v) do
+    walk(k, path .. "[key]", depth + 1)
+    walk(x, path .. "." .. tostring(k), depth + 1)
+  end
+  local mt = getmetatable(v)
+  if type(mt) == "table" then walk(mt, path .. "<metatable>", depth + 1) end
+end
+for _, k in ipairs({_lua_list((*PROTECTED, "_G", "_VERSION"))}) do walk(_G[k], k, 0) end
+walk(_G, "_G", 0)
+local smt = getmetatable("")
+if type(smt) == "table" then walk(smt, "<string metatable>", 0) end
+local id = ecs.createEntity()
+walk(id, "ecs.createEntity()", 0)
+walk({{input.getMousePos()}}, "input.getMousePos()", 0)
+walk(ecs.getComponent(id, "T"), "ecs.getComponent()", 0)
+assert(#bad == 0, "userdata reachable: " .. table.concat(bad, ", "))
+"""
+
+
+@case("SBX-HOST-LIBS-ABSENT", "SBX-NO-PYTHON")
+def sandbox_no_host(t: Tester) -> None:
+    e = _engine(t)
+    _ok_everywhere(t, e, NO_HOST, "a host-reaching name is reachable")
+    with t.checking("SBX-NO-PYTHON"):
+        _ok_everywhere(t, e, NO_FOREIGN, "a host object is reachable")
+    _close(t, e)
+
+
+@case("SBX-STDLIBS-OPEN")
+def sandbox_stdlibs_open(t: Tester) -> None:
+    e = _engine(t)
+    script = f"""
+for _, k in ipairs({_lua_list(BASE)}) do
+  assert(type(_G[k]) == "function", "base function " .. k .. " missing")
+end
+for _, k in ipairs({_lua_list(LIBRARIES[:-1])}) do
+  assert(type(_G[k]) == "table", "library " .. k .. " missing")
+end
+assert(_VERSION == "Lua 5.4")
+assert(string.format("%d-%s", 7, "x") == "7-x" and ("ab"):upper() == "AB")
+assert(table.concat({{1, 2, 3}}, ",") == "1,2,3" and select("#", table.unpack({{1, 2}})) == 2)
+assert(math.floor(2.5) == 2 and math.type(1) == "integer" and math.maxinteger > 0)
+assert(utf8.char(228) == "\\xC3\\xA4" and utf8.len("\\xC3\\xA4") == 1)
+local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end)
+assert(co(1) == 2 and co(5) == 10)
+assert(math.type(os.time()) == "integer" and type(os.clock()) == "number")
+assert(type(os.date("%Y")) == "string" and os.difftime(2, 1) == 1)
+assert(load("return 1 + 1")() == 2 and select(2, pcall(error, "e", 0)) == "e")
+"""
+    _ok_everywhere(t, e, script, "a standard library is not open")
+    _close(t, e)
+
+
+@case("SBX-HOST-LIBS-OPTION")
+def sandbox_host_libraries_option(t: Tester) -> None:
+    e = _engine(t, limits={"host_libraries": True})
+    script = f"""
+for _, k in ipairs({_lua_list(HOST_NAMES)}) do
+  assert(_G[k] ~= nil, "host library " .. k .. " missing with host_libraries")
+end
+for _, k in ipairs({_lua_list(HOST_OS)}) do
+  assert(type(os[k]) == "function", "os." .. k .. " missing with host_libraries")
+end
+assert(python == nil and package.loaded.python == nil, "python reachable")
+-- Whatever debug reaches behind the bindings must stay opaque.
+local seen, found = {{}}, {{}}
+local function walk(v, depth)
+  if type(v) == "userdata" and io.type(v) == nil then found[#found + 1] = v end
+  if seen[v] or depth > 5 then return end
+  if type(v) == "function" then
+    seen[v] = true
+    for i = 1, 255 do
+      local name, up = debug.getupvalue(v, i)
+      if name == nil then break end
+      walk(up, depth + 1)
+    end
+  elseif type(v) == "table" then
+    seen[v] = true
+    for k, x in next, v do walk(k, depth + 1) walk(x, depth + 1) end
+    walk(debug.getmetatable(v), depth + 1)
+  end
+end
+for _, m in ipairs({_lua_list(MODULES)}) do
+  for _, f in pairs(_G[m]) do walk(f, 0) end
+end
+walk(exec, 0)
+walk(debug.getregistry(), 0)
+for _, u in ipairs(found) do
+  for _, key in ipairs({{"__class__", "__dict__", "__globals__", "__init__", 1}}) do
+    local ok = pcall(function() return u[key] end)
+    assert(not ok, "a host object behind the bindings answers index " .. tostring(key))
+  end
+end
+"""
+    _ok_everywhere(t, e, script, "host_libraries")
+    _close(t, e)
+
+
+# -- load ----------------------------------------------------------------------------------
+
+LOAD_TEXT = """
+local header = "\\27Lua\\84\\0\\25\\147\\13\\10\\26\\10"
+local chunks = { header }
+if string.dump then chunks[2] = string.dump(function() return 1 end) end
+for _, chunk in ipairs(chunks) do
+  assert(load(chunk) == nil, "load took a binary chunk")
+  for _, mode in ipairs({ "b", "bt", "t" }) do
+    assert(load(chunk, "=c", mode) == nil, "load took a binary chunk in mode " .. mode)
+  end
+  local given = false
+  local reader = function() if given then return nil end given = true return chunk end
+  assert(load(reader, "=c", "b") == nil, "load took a binary chunk from a reader")
+end
+assert(load("return 6 * 7", "=c", "t")() == 42, "load refused a text chunk")
+"""
+
+
+@case("SBX-LOAD-TEXT")
+def sandbox_load_text(t: Tester) -> None:
+    e = _engine(t)
+    _ok_everywhere(t, e, LOAD_TEXT, "load and binary chunks")
+    result = t.execute(e, b"\x1bLuaT\x00\x19\x93\r\n\x1a\n\x04\x08\x08xV\x00\x00")
+    t.equal(result["success"], False, "success of a script that is a binary chunk")
+    t.run_ok(e, "return 1")
+    _close(t, e)
+
+
+# -- protected globals and fields ----------------------------------------------------------
+
+
+@case("SBX-PROTECTED-GLOBALS")
+def sandbox_protected_globals(t: Tester) -> None:
+    e = _engine(t)
+    script = f"""
+local function attempts(k, fake)
+  return {{
+    function() _G[k] = fake end,
+    function() _ENV[k] = fake end,
+    function() rawset(_G, k, fake) end,
+    function() rawset(_ENV, k, fake) end,
+    function() load(k .. " = ...")(fake) end,
+  }}
+end
+for _, k in ipairs({_lua_list(PROTECTED)}) do
+  local before = _G[k]
+  for i, try in ipairs(attempts(k, function() return "replaced" end)) do
+    local ok = pcall(try)
+    assert(not ok, "assignment " .. i .. " to protected global " .. k .. " raised no error")
+    assert(_G[k] == before, "protected global " .. k .. " changed by assignment " .. i)
+  end
+end
+"""
+    _ok_everywhere(t, e, script, "protected globals")
+    for name in ("print", "cvar", "string", "pairs"):
+        result = t.execute(e, f"{name} = nil")
+        t.equal(result["success"], False, f"uncaught assignment to {name}")
+    kinds = " ".join(
+        f'assert(type({k}) == "{"function" if k in (*BASE, "exec") else "table"}")'
+        for k in PROTECTED
+    )
+    _ok_everywhere(t, e, kinds, "a protected global changed in a later lease")
+    _close(t, e)
+
+
+@case("SBX-PROTECTED-FIELDS")
+def sandbox_protected_fields(t: Tester) -> None:
+    e = _engine(t)
+    fields = "{" + ", ".join(f'{{"{m}", "{f}"}}' for m, f in FIELDS) + "}"
+    script = f"""
+local fake = function() return "replaced" end
+for _, mf in ipairs({fields}) do
+  local m, f = _G[mf[1]], mf[2]
+  local before = m[f]
+  local tries = {{
+    function() m[f] = fake end,
+    function() m[f] = nil end,
+    function() rawset(m, f, fake) end,
+    function() setmetatable(m, nil) m[f] = fake end,
+    function() m["added_" .. f] = fake end,
+  }}
+  for i, try in ipairs(tries) do
+    local ok = pcall(try)
+    assert(not ok, "attempt " .. i .. " on " .. mf[1] .. "." .. f .. " raised no error")
+    assert(m[f] == before, mf[1] .. "." .. f .. " changed by attempt " .. i)
+    assert(m["added_" .. f] == nil, mf[1] .. " took a new field")
+  end
+end
+"""
+    _ok_everywhere(t, e, script, "protected fields")
+    t.execute(e, 'string.rep = function() return "replaced" end')
+    t.execute(e, 'rawset(string, "format", function() return "replaced" end)')
+    t.execute(e, "cvar.get = nil")
+    _ok_everywhere(
+        t,
+        e,
+        'assert(string.rep("a", 2) == "aa" and string.format("%d", 1) == "1")\n'
+        'assert(type(cvar.get) == "function")',
+        "a field changed in a later lease",
+    )
+    _close(t, e)
+
+
+# -- globals -------------------------------------------------------------------------------
+
+
+@case("SBX-GLOBALS-PERSIST")
+def sandbox_globals_persist(t: Tester) -> None:
+    e = _engine(t, workers=2)
+    states = _states(t, e)
+    for s in states:
+        result = _run(t, s, f'MARK = "{s}" function Mark() return MARK end')
+        t.equal(result["success"], True, "defining globals")
+    _release(t, e, states)
+    for _ in range(2):
+        again = _states(t, e)
+        t.equal(sorted(again), sorted(states), "the pool's states")
+        for s in again:
+            result = _run(t, s, f'assert(MARK == "{s}" and Mark() == "{s}")')
+            t.equal(result["success"], True, f"globals of state {s} after a new lease")
+        _release(t, e, again)
+    _close(t, e)
+
+
+# -- limits --------------------------------------------------------------------------------
+
+HANDLERS = f"""
+function Spend() {SPEND} end
+function SpendAll() for j = 1, 8 do Spend() end end
+function Hog() HOGGED = {{}} for i = 1, 1e8 do HOGGED[i] = {{}} end end
+"""
+
+
+@case("SBX-LIMIT-PER-CALL", "SBX-LIMIT-COROUTINES", "SBX-LIMIT-NO-ESCAPE")
+def sandbox_instruction_limits(t: Tester) -> None:
+    e = _engine(t, limits=LIMITS, prelude=[b(HANDLERS)])
+    state = str(t.call("pool.acquire", pool=e["pool"]))
+    for i in range(6):
+        result = _run(t, state, SPEND)
+        t.equal(result["success"], True, f"script {i} using a quarter of the budget")
+    result = _run(t, state, f"for j = 1, 8 do {SPEND} end")
+    t.equal(result["success"], False, "one script using twice the budget")
+    t.logs()
+    for _ in range(6):
+        t.call("lua.call_handler", state=state, name=b("Spend"), args=[])
+    t.expect(not t.logged(t.logs(), "error", ""), "a handler within its budget failed")
+    with t.checking("SBX-LIMIT-COROUTINES"):
+        for script in (
+            "local c = coroutine.create(function() local x = 0 "
+            "for i = 1, 1e8 do x = x + i end end) coroutine.resume(c)",
+            "coroutine.wrap(function() local x = 0 for i = 1, 1e8 do x = x + i end end)()",
+            "local c = coroutine.wrap(function() while true do coroutine.yield() end end) "
+            "for i = 1, 1e8 do c() end",
+        ):
+            t.equal(_run(t, state, script)["success"], False, f"{script!r}")
+    with t.checking("SBX-LIMIT-NO-ESCAPE"):
+        for script in (
+            "for j = 1, 50 do pcall(function() for i = 1, 1e6 do end end) end",
+            "for j = 1, 50 do xpcall(function() for i = 1, 1e6 do end end, "
+            "function(m) return m end) end",
+            "for j = 1, 50 do coroutine.resume(coroutine.create(function() "
+            "for i = 1, 1e6 do end end)) end",
+            "for j = 1, 50 do pcall(load('for i = 1, 1e6 do end')) end",
+        ):
+            t.equal(_run(t, state, script)["success"], False, f"{script!r}")
+        t.equal(_run(t, state, "return 1")["success"], True, "the state after the limit")
+    t.call("pool.release", pool=e["pool"], resource=state)
+    _close(t, e)
+
+
+@case("SBX-MAX-MEMORY", "LH-CALL-LIMITS")
+def sandbox_memory_limit(t: Tester) -> None:
+    e = _engine(t, limits=LIMITS, prelude=[b(HANDLERS)])
+    state = str(t.call("pool.acquire", pool=e["pool"]))
+    for script in (
+        f'local s = string.rep("x", {2 * MEMORY})',
+        "local t = {} for i = 1, 1e8 do t[i] = {} end",
+        "HOG = {} for i = 1, 1e8 do HOG[i] = {} end",
+        f'local parts = {{}} for i = 1, 64 do parts[i] = string.rep("y", {MEMORY // 16}) .. i end',
+    ):
+        result = _run(t, state, script)
+        t.equal(result["success"], False, f"success of {script!r}")
+        message = unb(result["message"])
+        t.expect(b"not enough memory" in message, f"message {message!r}")
+        after = _run(t, state, f'local s = string.rep("z", {MEMORY // 4}) assert(#s > 0)')
+        t.equal(after["success"], True, f"the state after {script!r}")
+    with t.checking("LH-CALL-LIMITS"):
+        for handler in ("SpendAll", "Hog"):
+            t.logs()
+            t.call("lua.call_handler", state=state, name=b(handler), args=[])
+            t.expect(t.logged(t.logs(), "error", ""), f"{handler} over its limit was not logged")
+            t.equal(_run(t, state, SPEND)["success"], True, f"the state after {handler}")
+    t.call("pool.release", pool=e["pool"], resource=state)
+    _close(t, e)
