@@ -9,9 +9,10 @@ This module is the only one that touches lupa; Lua values are narrowed at its bo
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Protocol, TypeGuard
@@ -214,13 +215,9 @@ class LuaState:
     def reset_globals(self) -> None:
         """Drop every script-defined global and rerun the prelude: the state as created."""
         # The globals may hold the whole cap: calling into Lua needs room above it.
-        base = max(self.limits.max_memory, self._runtime.get_memory_used())
-        self._runtime.set_max_memory(base + ARGUMENT_SLACK)
-        try:
+        with self._headroom(ARGUMENT_SLACK):
             self._kernel_fn(b"reset_globals")()
             self._runtime.gccollect()
-        finally:
-            self._runtime.set_max_memory(self.limits.max_memory)
         self.load_prelude(self._prelude)
 
     def recover_after_failure(self) -> None:
@@ -242,22 +239,29 @@ class LuaState:
         assert _is_function(fn)
         return fn
 
+    @contextlib.contextmanager
+    def _headroom(self, extra: int) -> Iterator[None]:
+        """Lift the memory cap to ``extra`` bytes above the cap (or above what the globals
+        already hold, if more) for the duration of one call into Lua."""
+        base = max(self.limits.max_memory, self._runtime.get_memory_used())
+        self._runtime.set_max_memory(base + extra)
+        try:
+            yield
+        finally:
+            self._runtime.set_max_memory(self.limits.max_memory)
+
     def _call_kernel(self, name: bytes, *args: object) -> tuple[object, object]:
         if self.closed:
             raise ShutDown("the Lua state is closed")
         # lupa pushes the arguments outside any protected call: a push past the cap aborts the
-        # process. Give the arguments room above the cap (and above what globals already hold)
-        # for this call only (HOS-BIG-INPUT).
+        # process. Give the arguments room for this call only (HOS-BIG-INPUT).
         room = sum(len(a) for a in args if isinstance(a, bytes)) + ARGUMENT_SLACK
-        base = max(self.limits.max_memory, self._runtime.get_memory_used())
-        self._runtime.set_max_memory(base + room)
         try:
-            result = self._entries[name](*args)
+            with self._headroom(room):
+                result = self._entries[name](*args)
         except lua54.LuaMemoryError:
             # The sandbox itself ran out of memory before the user code's pcall could.
             return (False if name == b"run" else b"error"), MEMORY_ERROR
-        finally:
-            self._runtime.set_max_memory(self.limits.max_memory)
         if not isinstance(result, tuple):
             return result, None
         first, *rest = result
