@@ -179,7 +179,27 @@ class Tester:
         return obj(self.call("pool.stats", pool=p))
 
     def engine(self, **args: Json) -> JsonObject:
+        """A new engine, with one worker unless ``workers`` says otherwise."""
+        args.setdefault("workers", 1)
         return obj(self.call("engine.new", **args))
+
+    def close_engine(self, e: JsonObject) -> None:
+        """Close the engine; nothing of its allocator may stay live (ENG-CLOSE-ZERO-LIVE)."""
+        with self.checking("ENG-CLOSE-ZERO-LIVE"):
+            self.call("engine.close", engine=e["engine"])
+            self.equal(self.live(str(e["allocator"])), [], "engine allocator after close")
+
+    def completions(self, e: JsonObject) -> list[JsonObject]:
+        """The ``on_complete`` calls the engine's runner has made so far."""
+        got = self.call("engine.completions", engine=e["engine"])
+        assert isinstance(got, list)
+        return [obj(v) for v in got]
+
+    def wait_idle(self, e: JsonObject) -> None:
+        """Wait (bounded) until the engine's runner has no script pending or running."""
+        self.equal(
+            self.call("engine.wait_idle", engine=e["engine"], timeout_ms=15_000), True, "idle"
+        )
 
     def execute(self, e: JsonObject, script: str | bytes, thread: str = "main") -> JsonObject:
         return obj(self.call("engine.execute", thread, engine=e["engine"], script=b(script)))

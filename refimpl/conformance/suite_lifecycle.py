@@ -13,29 +13,8 @@ from refimpl.conformance.suite_core import _concurrently
 from refimpl.driver.wire import Json, JsonObject
 
 
-def _engine(t: Tester, **args: Json) -> JsonObject:
-    args.setdefault("workers", 1)
-    return t.engine(**args)
-
-
-def _close(t: Tester, e: JsonObject) -> None:
-    with t.checking("ENG-CLOSE-ZERO-LIVE"):
-        t.call("engine.close", engine=e["engine"])
-        t.equal(t.live(str(e["allocator"])), [], "engine allocator after close")
-
-
-def _completions(t: Tester, e: JsonObject) -> list[JsonObject]:
-    got = t.call("engine.completions", engine=e["engine"])
-    assert isinstance(got, list)
-    return [obj(v) for v in got]
-
-
 def _payloads(t: Tester, e: JsonObject) -> list[bytes]:
-    return [unb(c["payload"]) for c in _completions(t, e)]
-
-
-def _idle(t: Tester, e: JsonObject) -> None:
-    t.equal(t.call("engine.wait_idle", engine=e["engine"], timeout_ms=15_000), True, "idle")
+    return [unb(c["payload"]) for c in t.completions(e)]
 
 
 def _hold(t: Tester, e: JsonObject) -> list[Json]:
@@ -67,7 +46,7 @@ def _enqueue(t: Tester, e: JsonObject, script: str | bytes, **args: Json) -> Non
 
 @case("SR-INIT", "SS-INIT", "SR-RESULT-PUSH")
 def construction_does_nothing(t: Tester) -> None:
-    e = _engine(t, cvars=[{"name": "a", "default": 1, "on_change_lua": "H"}])
+    e = t.engine(cvars=[{"name": "a", "default": 1, "on_change_lua": "H"}])
     pool = t.pool_stats(str(e["pool"]))
     t.equal(pool["available"], pool["capacity"], "states leased by construction")
     queue = t.queue_stats(str(e["queue"]))
@@ -81,11 +60,11 @@ def construction_does_nothing(t: Tester) -> None:
         t.expect(isinstance(got, list) and len(got) == 1, f"events left for update: {got}")
     with t.checking("SR-RESULT-PUSH"):
         _enqueue(t, e, "return 1")
-        _idle(t, e)
+        t.wait_idle(e)
         t.equal(_live_with(t, e, b"OK"), [b"OK"], "the pushed payload in the engine's ledger")
         popped = obj(t.call("queue.try_pop", queue=e["queue"]))
         t.equal((popped["kind"], unb(popped["message"])), ("ScriptResult", b"OK"), "the action")
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- ScriptRunner --------------------------------------------------------------------------
@@ -93,7 +72,7 @@ def construction_does_nothing(t: Tester) -> None:
 
 @case("SR-ENQUEUE-RETURNS", "MEM-SCRIPT-COPY", "SR-ENQUEUE-BYTES")
 def runner_enqueue_returns(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     held = _hold(t, e)
     script = b"-- copy \xff\xfe\nlocal s = '\xff' assert(#s == 1)"
     reply = t.start("engine.enqueue", "main", 500, engine=e["engine"], script=b(script))
@@ -104,32 +83,32 @@ def runner_enqueue_returns(t: Tester) -> None:
         t.equal(_live_with(t, e, b"-- copy \xff"), [script], "the script copy while it waits")
         t.equal(len(_live_with(t, e, b"-- copy two")), 1, "the second copy while it waits")
     _let_go(t, e, held)
-    _idle(t, e)
+    t.wait_idle(e)
     with t.checking("SR-ENQUEUE-BYTES"):
         t.equal(_live_with(t, e, b"OK"), [b"OK"], "the result of the non-UTF-8 script")
     with t.checking("MEM-SCRIPT-COPY"):
         t.equal(_live_with(t, e, b"-- copy"), [], "script copies after the scripts ran")
     t.call("engine.update", engine=e["engine"])
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SR-CALLBACK-ERROR")
 def runner_callback_error(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     t.logs()
     _enqueue(t, e, "return 1", callback_raises=True)
-    _idle(t, e)
+    t.wait_idle(e)
     t.expect(t.logged(t.logs(), "error", ""), "the raising on_complete was not logged")
     _enqueue(t, e, "error('later', 0)", callback=True)
-    _idle(t, e)
+    t.wait_idle(e)
     t.equal(_payloads(t, e), [b"OK", b"ERROR: later"], "on_complete calls")
     t.call("engine.update", engine=e["engine"])
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SR-DEINIT-WAIT", "SR-DEINIT-CANCEL", "SR-DEINIT-NOT-OWNED")
 def runner_deinit(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     held = _hold(t, e)
     for name in ("first", "second", "third"):
         _enqueue(t, e, f"-- {name}\nerror('{name}', 0)", callback=True)
@@ -151,12 +130,12 @@ def runner_deinit(t: Tester) -> None:
         t.call("pool.release", pool=e["pool"], resource=state)
         t.call("engine.update", engine=e["engine"])
         t.equal(t.queue_stats(str(e["queue"]))["len"], 0, "queue drained after runner deinit")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SR-POOL-SHUTDOWN", "SR-POOL-WORKERS")
 def thread_pool_shutdown(t: Tester) -> None:
-    e = _engine(t, workers=2)
+    e = t.engine(workers=2)
     held = _hold(t, e)
     for i in range(5):
         _enqueue(t, e, f"error('s{i}', 0)", callback=True)
@@ -165,23 +144,23 @@ def thread_pool_shutdown(t: Tester) -> None:
     t.expect(isinstance(parked, Pending), f"shutdown returned with calls unfinished: {parked}")
     _let_go(t, e, held, "other")
     t.expect_ok(t.finish(parked), "thread pool shutdown")
-    done = _completions(t, e)
+    done = t.completions(e)
     t.equal(len(done), 5, "scripts finished when shutdown returned")
     t.fails("ShutDown", "engine.enqueue", engine=e["engine"], script=b("return 1"))
     with t.checking("SR-POOL-WORKERS"):
         workers = {c.get("worker") for c in done}
         t.expect(1 <= len(workers) <= 2, f"threads that ran scripts: {workers}")
         t.expect(not any(c["on_main"] for c in done), "a script ran on the main thread")
-        one = _engine(t, workers=1)
+        one = t.engine(workers=1)
         for i in range(6):
             _enqueue(t, one, f"error('n{i}', 0)", callback=True)
-        _idle(t, one)
+        t.wait_idle(one)
         t.equal(_payloads(t, one), [f"ERROR: n{i}".encode() for i in range(6)], "start order")
-        t.equal(len({c.get("worker") for c in _completions(t, one)}), 1, "threads of 1 worker")
+        t.equal(len({c.get("worker") for c in t.completions(one)}), 1, "threads of 1 worker")
         t.call("engine.update", engine=one["engine"])
-        _close(t, one)
+        t.close_engine(one)
     t.call("engine.update", engine=e["engine"])
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SR-PAYLOAD-OOM")
@@ -189,34 +168,34 @@ def runner_payload_oom(t: Tester) -> None:
     """For each k, the k-th allocation after construction fails; some k hits the payload."""
     hit = False
     for k in range(1, 7):
-        e = _engine(t)
+        e = t.engine()
         capacity = t.pool_stats(str(e["pool"]))["capacity"]
         t.call("allocator.fail_at", allocator=e["allocator"], k=k)
         t.logs()
         reply = t.answer("engine.enqueue", engine=e["engine"], script=b("return 1"), callback=True)
         if isinstance(reply, Ok):
-            _idle(t, e)
-            t.equal(len(_completions(t, e)), 1, f"k={k}: on_complete calls")
+            t.wait_idle(e)
+            t.equal(len(t.completions(e)), 1, f"k={k}: on_complete calls")
             t.equal(t.pool_stats(str(e["pool"]))["available"], capacity, f"k={k}: states back")
             t.equal(_live_with(t, e, b"return 1"), [], f"k={k}: the script copy")
             if t.queue_stats(str(e["queue"]))["len"] == 0:
                 hit = True
                 t.expect(t.logged(t.logs(), "error", ""), f"k={k}: the lost payload was not logged")
         t.call("engine.update", engine=e["engine"])
-        _close(t, e)
+        t.close_engine(e)
     t.expect(hit, "no injected failure reached the payload allocation")
 
 
 @case("CMP-RUNNER-AFFINITY")
 def runner_affinity(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     _enqueue(t, e, 'exec("AFFINITY = 1")', callback=True)
-    _idle(t, e)
+    t.wait_idle(e)
     payloads = _payloads(t, e)
     t.expect(len(payloads) == 1 and payloads[0].startswith(b"ERROR: "), f"payload {payloads}")
     t.equal(obj(t.stats(e)["runner"]).get("enqueued"), 1, "scripts submitted")
     t.call("engine.update", engine=e["engine"])
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- ScriptingSystem -----------------------------------------------------------------------
@@ -234,7 +213,7 @@ def system_on_caller_thread(t: Tester) -> None:
         {"name": "echo", "default": ""},
         {"name": "plain", "default": 1},
     ]
-    e = _engine(t, prelude=[b(ECHO_PRELUDE)], cvars=cvars)
+    e = t.engine(prelude=[b(ECHO_PRELUDE)], cvars=cvars)
     eng = e["engine"]
     t.call("engine.cvar_set", engine=eng, name="r_fov", value="90")
     t.call("engine.update", engine=eng)
@@ -253,7 +232,7 @@ def system_on_caller_thread(t: Tester) -> None:
         t.equal(t.queue_stats(str(e["queue"]))["len"], 0, "queue after one update")
         texts = [str(r["text"]) for r in t.logs() if str(r["text"]).startswith("Script")]
         t.equal(texts, ["Script OK: OK", "Script failed: ERROR: two", "Script OK: OK"], "order")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SS-EVENT-ACTION", "SS-EVENT-ENCODE-FAIL", "SS-DEINIT")
@@ -262,7 +241,7 @@ def system_event_actions(t: Tester) -> None:
         {"name": "r_fov", "default": 75.0, "on_change_lua": "OnFov"},
         {"name": "nul", "default": "a", "on_change_lua": "On\u0000Nul"},
     ]
-    e = _engine(t, prelude=[b(ECHO_PRELUDE)], cvars=cvars)
+    e = t.engine(prelude=[b(ECHO_PRELUDE)], cvars=cvars)
     eng = e["engine"]
     with t.checking("SS-EVENT-ENCODE-FAIL"):
         before = t.live(str(e["allocator"]))
@@ -289,7 +268,7 @@ def system_event_actions(t: Tester) -> None:
         _let_go(t, e, held)
         state = t.call("pool.acquire", pool=e["pool"], timeout_ms=5000)
         t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- Lua helpers and bindings --------------------------------------------------------------
@@ -297,7 +276,7 @@ def system_event_actions(t: Tester) -> None:
 
 @case("LH-EXEC-ALLOC-FAIL")
 def execute_alloc_fail(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     state = t.call("pool.acquire", pool=e["pool"])
     alloc = t.allocator("caller")
     for script in ("X = 1", "error('x')"):
@@ -307,12 +286,12 @@ def execute_alloc_fail(t: Tester) -> None:
     result = obj(t.call("lua.execute", state=state, script=b("return 1"), allocator=alloc))
     t.equal(result["success"], True, "the state after the failure")
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LH-EXEC-ERROR-NONSTRING", "LH-EXEC-ERROR-TOSTRING")
 def execute_error_objects(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     expected = {
         "error({})": b"(error object is a table value)",
         "error(nil)": b"(error object is a nil value)",
@@ -331,12 +310,12 @@ def execute_error_objects(t: Tester) -> None:
         script = 'error(setmetatable({}, {__tostring = function() return "custom text" end}))'
         result = t.execute(e, script)
         t.equal(unb(result["message"]), b"custom text", "message of an object with __tostring")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-ARG-CHECK", "LB-ERRORS-ARE-STRINGS")
 def bindings_arg_check(t: Tester) -> None:
-    e = _engine(t, cvars=[{"name": "n", "default": 1}])
+    e = t.engine(cvars=[{"name": "n", "default": 1}])
     for call, name in (
         ("cvar.get({})", b"cvar.get"),
         ('cvar.set("n", {})', b"cvar.set"),
@@ -358,14 +337,14 @@ def bindings_arg_check(t: Tester) -> None:
             "end",
         )
         _enqueue(t, e, 'cvar.get("none")', callback=True)
-        _idle(t, e)
+        t.wait_idle(e)
         payloads = _payloads(t, e)
         t.expect(
             len(payloads) == 1 and payloads[0].startswith(b"ERROR: ") and b"none" in payloads[0],
             f"payload {payloads}",
         )
         t.call("engine.update", engine=e["engine"])
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-PRELUDE-ERROR")
@@ -380,10 +359,10 @@ def bindings_prelude_error(t: Tester) -> None:
 
 @case("LB-STATE-DESTROY")
 def bindings_state_destroy(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     state = t.call("pool.acquire", pool=e["pool"])
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)
     alloc = t.allocator("caller")
     t.fails("ShutDown", "lua.execute", state=state, script=b("return 1"), allocator=alloc)
     t.equal(t.live(alloc), [], "caller's allocator after the refused call")
@@ -394,7 +373,7 @@ def bindings_state_destroy(t: Tester) -> None:
 
 @case("THR-CVAR-READ-ANY-THREAD")
 def cvar_reads_any_thread(t: Tester) -> None:
-    e = _engine(t, cvars=[{"name": "n", "default": 0, "on_change_lua": "H"}])
+    e = t.engine(cvars=[{"name": "n", "default": 0, "on_change_lua": "H"}])
     eng = e["engine"]
     t.equal(t.call("engine.cvar_get_handler", "R1", engine=eng, name="n"), "H", "handler")
     reads: dict[str, list[Json]] = {"R1": [], "R2": []}
@@ -415,12 +394,12 @@ def cvar_reads_any_thread(t: Tester) -> None:
         t.expect(all(0 <= v <= 30 for v in values), f"{name} read a value never set: {got}")
         t.equal(values, sorted(values), f"{name}'s reads go back in time")
     t.equal(t.call("engine.cvar_get", "R2", engine=eng, name="n"), "30", "final value")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("THR-ECS-WRITE-MAIN", "THR-INPUT-WRITE-MAIN")
 def writes_main_only(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     eng = e["engine"]
     state = t.call("pool.acquire", pool=e["pool"])
     alloc = t.allocator("caller")
@@ -456,4 +435,4 @@ def writes_main_only(t: Tester) -> None:
             "the input state changed by refused writes",
         )
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)

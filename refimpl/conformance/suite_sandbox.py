@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from refimpl.conformance.cases import Tester, b, case, obj, unb
-from refimpl.driver.wire import Json, JsonObject
+from refimpl.driver.wire import JsonObject
 
 HOST_NAMES = ("require", "package", "dofile", "loadfile", "io", "debug")
 HOST_OS = ("execute", "remove", "rename", "exit", "getenv", "tmpname")
@@ -92,15 +92,6 @@ def _ok_everywhere(t: Tester, e: JsonObject, script: str, what: str) -> None:
         _release(t, e, states)
 
 
-def _close(t: Tester, e: JsonObject) -> None:
-    t.call("engine.close", engine=e["engine"])
-
-
-def _engine(t: Tester, **args: Json) -> JsonObject:
-    args.setdefault("workers", 1)
-    return t.engine(**args)
-
-
 # -- no way to the host --------------------------------------------------------------------
 
 NO_HOST = f"""
@@ -143,16 +134,16 @@ assert(#bad == 0, "userdata reachable: " .. table.concat(bad, ", "))
 
 @case("SBX-HOST-LIBS-ABSENT", "SBX-NO-PYTHON")
 def sandbox_no_host(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     _ok_everywhere(t, e, NO_HOST, "a host-reaching name is reachable")
     with t.checking("SBX-NO-PYTHON"):
         _ok_everywhere(t, e, NO_FOREIGN, "a host object is reachable")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SBX-STDLIBS-OPEN")
 def sandbox_stdlibs_open(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     script = f"""
 for _, k in ipairs({_lua_list(BASE)}) do
   assert(type(_G[k]) == "function", "base function " .. k .. " missing")
@@ -172,12 +163,12 @@ assert(type(os.date("%Y")) == "string" and os.difftime(2, 1) == 1)
 assert(load("return 1 + 1")() == 2 and select(2, pcall(error, "e", 0)) == "e")
 """
     _ok_everywhere(t, e, script, "a standard library is not open")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SBX-HOST-LIBS-OPTION")
 def sandbox_host_libraries_option(t: Tester) -> None:
-    e = _engine(t, limits={"host_libraries": True})
+    e = t.engine(limits={"host_libraries": True})
     script = f"""
 for _, k in ipairs({_lua_list(HOST_NAMES)}) do
   assert(_G[k] ~= nil, "host library " .. k .. " missing with host_libraries")
@@ -217,7 +208,7 @@ for _, u in ipairs(found) do
 end
 """
     _ok_everywhere(t, e, script, "host_libraries")
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- load ----------------------------------------------------------------------------------
@@ -241,12 +232,12 @@ assert(load("return 6 * 7", "=c", "t")() == 42, "load refused a text chunk")
 
 @case("SBX-LOAD-TEXT")
 def sandbox_load_text(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     _ok_everywhere(t, e, LOAD_TEXT, "load and binary chunks")
     result = t.execute(e, b"\x1bLuaT\x00\x19\x93\r\n\x1a\n\x04\x08\x08xV\x00\x00")
     t.equal(result["success"], False, "success of a script that is a binary chunk")
     t.run_ok(e, "return 1")
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- protected globals and fields ----------------------------------------------------------
@@ -254,7 +245,7 @@ def sandbox_load_text(t: Tester) -> None:
 
 @case("SBX-PROTECTED-GLOBALS")
 def sandbox_protected_globals(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     script = f"""
 local function attempts(k, fake)
   return {{
@@ -283,12 +274,12 @@ end
         for k in PROTECTED
     )
     _ok_everywhere(t, e, kinds, "a protected global changed in a later lease")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SBX-PROTECTED-FIELDS")
 def sandbox_protected_fields(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     fields = "{" + ", ".join(f'{{"{m}", "{f}"}}' for m, f in FIELDS) + "}"
     script = f"""
 local fake = function() return "replaced" end
@@ -321,7 +312,7 @@ end
         'assert(type(cvar.get) == "function")',
         "a field changed in a later lease",
     )
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- globals -------------------------------------------------------------------------------
@@ -329,7 +320,7 @@ end
 
 @case("SBX-GLOBALS-PERSIST")
 def sandbox_globals_persist(t: Tester) -> None:
-    e = _engine(t, workers=2)
+    e = t.engine(workers=2)
     states = _states(t, e)
     for s in states:
         result = _run(t, s, f'MARK = "{s}" function Mark() return MARK end')
@@ -342,7 +333,7 @@ def sandbox_globals_persist(t: Tester) -> None:
             result = _run(t, s, f'assert(MARK == "{s}" and Mark() == "{s}")')
             t.equal(result["success"], True, f"globals of state {s} after a new lease")
         _release(t, e, again)
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- limits --------------------------------------------------------------------------------
@@ -356,7 +347,7 @@ function Hog() HOGGED = {{}} for i = 1, 1e8 do HOGGED[i] = {{}} end end
 
 @case("SBX-LIMIT-PER-CALL", "SBX-LIMIT-COROUTINES", "SBX-LIMIT-NO-ESCAPE")
 def sandbox_instruction_limits(t: Tester) -> None:
-    e = _engine(t, limits=LIMITS, prelude=[b(HANDLERS)])
+    e = t.engine(limits=LIMITS, prelude=[b(HANDLERS)])
     state = str(t.call("pool.acquire", pool=e["pool"]))
     for i in range(6):
         result = _run(t, state, SPEND)
@@ -388,12 +379,12 @@ def sandbox_instruction_limits(t: Tester) -> None:
             t.equal(_run(t, state, script)["success"], False, f"{script!r}")
         t.equal(_run(t, state, "return 1")["success"], True, "the state after the limit")
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SBX-MAX-MEMORY", "LH-CALL-LIMITS")
 def sandbox_memory_limit(t: Tester) -> None:
-    e = _engine(t, limits=LIMITS, prelude=[b(HANDLERS)])
+    e = t.engine(limits=LIMITS, prelude=[b(HANDLERS)])
     state = str(t.call("pool.acquire", pool=e["pool"]))
     for script in (
         f'local s = string.rep("x", {2 * MEMORY})',
@@ -414,4 +405,4 @@ def sandbox_memory_limit(t: Tester) -> None:
             t.expect(t.logged(t.logs(), "error", ""), f"{handler} over its limit was not logged")
             t.equal(_run(t, state, SPEND)["success"], True, f"the state after {handler}")
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)

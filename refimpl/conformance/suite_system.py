@@ -17,33 +17,12 @@ function Bad() error("bad handler") end
 FOV: JsonObject = {"name": "r_fov", "default": 75.0, "on_change_lua": "OnFov"}
 
 
-def _engine(t: Tester, **args: Json) -> JsonObject:
-    args.setdefault("workers", 1)
-    return t.engine(**args)
-
-
-def _close(t: Tester, e: JsonObject) -> None:
-    with t.checking("ENG-CLOSE-ZERO-LIVE"):
-        t.call("engine.close", engine=e["engine"])
-        t.equal(t.live(str(e["allocator"])), [], "engine allocator after close")
-
-
-def _completions(t: Tester, e: JsonObject) -> list[JsonObject]:
-    got = t.call("engine.completions", engine=e["engine"])
-    assert isinstance(got, list)
-    return [obj(v) for v in got]
-
-
-def _idle(t: Tester, e: JsonObject) -> None:
-    t.equal(t.call("engine.wait_idle", engine=e["engine"], timeout_ms=15_000), True, "idle")
-
-
 # -- Lua helpers ---------------------------------------------------------------------------
 
 
 @case("LH-EXEC-OK", "MEM-EXEC-MESSAGE", "LH-EXEC-SYNC")
 def execute_ok(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     state = t.call("pool.acquire", pool=e["pool"])
     alloc = t.allocator("caller")
     result = obj(
@@ -57,12 +36,12 @@ def execute_ok(t: Tester) -> None:
         check = obj(t.call("lua.execute", state=state, script=b("assert(G == 4)"), allocator=alloc))
         t.equal(check["success"], True, "the first script had finished when execute returned")
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LH-EXEC-RUNTIME-ERROR", "LH-EXEC-SYNTAX-ERROR", "LH-STATE-USABLE")
 def execute_errors(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     result = t.execute(e, 'error("boom")')
     message = unb(result["message"])
     t.equal(result["success"], False, "success of a failing script")
@@ -72,12 +51,12 @@ def execute_errors(t: Tester) -> None:
         t.equal(result["success"], False, "success of a script that does not load")
     with t.checking("LH-STATE-USABLE"):
         t.run_ok(e, "return 1")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LH-CALL-ARGS", "LH-CALL-RESULTS", "LH-BYTES")
 def call_handler_args(t: Tester) -> None:
-    e = _engine(t, prelude=[b(HANDLER_PRELUDE)])
+    e = t.engine(prelude=[b(HANDLER_PRELUDE)])
     state = t.call("pool.acquire", pool=e["pool"])
     t.logs()
     t.call("lua.call_handler", state=state, name=b("OnFov"), args=[b("x"), b("y"), b("z")])
@@ -89,12 +68,12 @@ def call_handler_args(t: Tester) -> None:
         result = obj(t.call("lua.execute", state=state, script=script, allocator=alloc))
         t.equal(result["success"], True, "bytes reached Lua unchanged")
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LH-CALL-MISSING")
 def call_handler_missing(t: Tester) -> None:
-    e = _engine(t, prelude=[b("NotAFunction = 3")])
+    e = t.engine(prelude=[b("NotAFunction = 3")])
     state = t.call("pool.acquire", pool=e["pool"])
     t.logs()
     t.call("lua.call_handler", state=state, name=b("NoSuchHandler"), args=[])
@@ -103,18 +82,18 @@ def call_handler_missing(t: Tester) -> None:
     t.expect(t.logged(logs, "warning", "NoSuchHandler"), f"warning naming the handler: {logs}")
     t.expect(t.logged(logs, "warning", "NotAFunction"), f"warning naming the global: {logs}")
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LH-CALL-ERROR")
 def call_handler_error(t: Tester) -> None:
-    e = _engine(t, prelude=[b(HANDLER_PRELUDE)])
+    e = t.engine(prelude=[b(HANDLER_PRELUDE)])
     state = t.call("pool.acquire", pool=e["pool"])
     t.logs()
     t.call("lua.call_handler", state=state, name=b("Bad"), args=[])
     t.expect(t.logged(t.logs(), "error", "bad handler"), "error record with the Lua error text")
     t.call("pool.release", pool=e["pool"], resource=state)
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- Lua bindings --------------------------------------------------------------------------
@@ -122,7 +101,7 @@ def call_handler_error(t: Tester) -> None:
 
 @case("LB-MODULES-ALL", "LB-STATE-CREATE", "ENG-PRELUDE")
 def bindings_present(t: Tester) -> None:
-    e = _engine(t, prelude=[b("PRE = 1"), b("PRE = PRE + 1")])
+    e = t.engine(prelude=[b("PRE = 1"), b("PRE = PRE + 1")])
     t.run_ok(
         e,
         "assert(type(console.log) == 'function' and type(console.execute) == 'function')\n"
@@ -134,12 +113,12 @@ def bindings_present(t: Tester) -> None:
     )
     with t.checking("LB-STATE-CREATE"):
         t.run_ok(e, "assert(PRE == 2)")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-CVAR-SET", "LB-CVAR-GET", "CV-GET-CANONICAL", "CV-FORMAT-FLOAT")
 def bindings_cvar(t: Tester) -> None:
-    e = _engine(t, cvars=[FOV])
+    e = t.engine(cvars=[FOV])
     t.run_ok(e, 'cvar.set("r_fov", "90")')
     t.equal(t.call("engine.cvar_get", engine=e["engine"], name="r_fov"), "90.0", "r_fov")
     with t.checking("LB-CVAR-GET"):
@@ -147,19 +126,19 @@ def bindings_cvar(t: Tester) -> None:
         result = t.execute(e, 'cvar.get("no_such_var")')
         t.equal(result["success"], False, "cvar.get of an unknown name")
         t.expect(b"no_such_var" in unb(result["message"]), "the error names the CVar")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-WRITE-WORKER-ERROR", "THR-CVAR-WRITE-MAIN", "CMP-BINDINGS-ANY-THREAD")
 def bindings_writes_main_only(t: Tester) -> None:
-    e = _engine(t, cvars=[FOV])
+    e = t.engine(cvars=[FOV])
     result = t.execute(e, 'cvar.set("r_fov", "10")', thread="other")
     t.equal(result["success"], False, "cvar.set off the main thread")
     t.execute(e, "ecs.createEntity()", thread="other")
     t.equal(t.execute(e, "ecs.createEntity()", "other")["success"], False, "ecs write off main")
     t.call("engine.enqueue", engine=e["engine"], script=b('cvar.set("r_fov", "11")'), callback=True)
-    _idle(t, e)
-    payloads = [unb(c["payload"]) for c in _completions(t, e)]
+    t.wait_idle(e)
+    payloads = [unb(c["payload"]) for c in t.completions(e)]
     t.expect(len(payloads) == 1 and payloads[0].startswith(b"ERROR: "), f"payload {payloads}")
     with t.checking("THR-CVAR-WRITE-MAIN"):
         t.fails(
@@ -177,12 +156,12 @@ def bindings_writes_main_only(t: Tester) -> None:
         )
     with t.checking("CMP-BINDINGS-ANY-THREAD"):
         t.run_ok(e, 'assert(cvar.get("r_fov") == "75.0")', thread="other")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-CONSOLE-LOG", "LB-PRINT", "LB-CONSOLE-LOG-LEVEL")
 def bindings_console_log(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     t.logs()
     t.run_ok(e, 'console.log("warn", "careful") print("a", 1, true)')
     logs = t.logs()
@@ -193,7 +172,7 @@ def bindings_console_log(t: Tester) -> None:
         result = t.execute(e, 'console.log("loud", "x")')
         t.equal(result["success"], False, "console.log with an unknown level")
         t.expect(b"level" in unb(result["message"]), "the error names the level")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case(
@@ -204,7 +183,7 @@ def bindings_console_log(t: Tester) -> None:
     "LB-CONSOLE-EXECUTE-UNKNOWN",
 )
 def bindings_console_execute(t: Tester) -> None:
-    e = _engine(t, cvars=[{"name": "r_vsync", "default": False}, FOV])
+    e = t.engine(cvars=[{"name": "r_vsync", "default": False}, FOV])
     t.run_ok(e, 'console.execute("set r_vsync true")')
     t.equal(t.call("engine.cvar_get", engine=e["engine"], name="r_vsync"), "true", "after set")
     with t.checking("LB-CONSOLE-EXECUTE-GET"):
@@ -219,12 +198,12 @@ def bindings_console_execute(t: Tester) -> None:
         result = t.execute(e, 'console.execute("frobnicate r_fov")')
         t.equal(result["success"], False, "unknown verb")
         t.expect(b"frobnicate" in unb(result["message"]), "the error names the verb")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-ECS-CREATE", "LB-ECS-ADD", "LB-ECS-GET")
 def bindings_ecs(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     t.run_ok(
         e,
         "local a, b = ecs.createEntity(), ecs.createEntity()\n"
@@ -236,12 +215,12 @@ def bindings_ecs(t: Tester) -> None:
         "assert(got.position.x == 1 and got.position.y == 2)\n"
         "assert(ecs.getComponent(b, 'Transform') == nil)",
     )
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-INPUT-KEY", "LB-INPUT-MOUSE", "THR-READS-ANY-THREAD")
 def bindings_input(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     t.call("engine.input_set_key", engine=e["engine"], key="W", pressed=True)
     t.call("engine.input_set_mouse", engine=e["engine"], x=3, y=4.5)
     t.run_ok(e, 'assert(input.isKeyPressed("W") == true and input.isKeyPressed("S") == false)')
@@ -249,31 +228,31 @@ def bindings_input(t: Tester) -> None:
         t.run_ok(e, "local x, y = input.getMousePos() assert(x == 3 and y == 4.5)")
     with t.checking("THR-READS-ANY-THREAD"):
         t.run_ok(e, 'assert(input.isKeyPressed("W"))', thread="other")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-CVAR-ON-CHANGE", "LB-CVAR-GET-HANDLER", "CV-HANDLER-GET")
 def bindings_on_change(t: Tester) -> None:
-    e = _engine(t, cvars=[{"name": "r_fov", "default": 75.0}])
+    e = t.engine(cvars=[{"name": "r_fov", "default": 75.0}])
     t.run_ok(e, 'cvar.on_change("r_fov", "First") cvar.on_change("r_fov", "OnFov")')
     t.equal(t.call("engine.cvar_get_handler", engine=e["engine"], name="r_fov"), "OnFov", "handler")
     with t.checking("LB-CVAR-GET-HANDLER"):
         t.run_ok(e, 'assert(cvar.get_lua_handler("r_fov") == "OnFov")')
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("LB-EXEC-ENQUEUE", "LB-EXEC-WORKER-ERROR")
 def bindings_exec(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     t.run_ok(e, 'exec("local y = 1")')
-    _idle(t, e)
+    t.wait_idle(e)
     t.equal(obj(t.stats(e)["runner"]).get("enqueued"), 1, "scripts enqueued by exec")
     with t.checking("LB-EXEC-WORKER-ERROR"):
         t.call("engine.enqueue", engine=e["engine"], script=b('exec("local z = 2")'), callback=True)
-        _idle(t, e)
-        payloads = [unb(c["payload"]) for c in _completions(t, e)]
+        t.wait_idle(e)
+        payloads = [unb(c["payload"]) for c in t.completions(e)]
         t.expect(len(payloads) == 1 and payloads[0].startswith(b"ERROR: "), f"{payloads}")
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- CVar registry -------------------------------------------------------------------------
@@ -281,7 +260,7 @@ def bindings_exec(t: Tester) -> None:
 
 @case("CV-REGISTER-DUPLICATE", "CV-UNKNOWN", "CV-SET-PARSE", "CV-SET-RANGE", "CV-REGISTER-TYPE")
 def cvar_errors(t: Tester) -> None:
-    e = _engine(t, cvars=[{"name": "n", "default": 5, "min": 0, "max": 10}])
+    e = t.engine(cvars=[{"name": "n", "default": 5, "min": 0, "max": 10}])
     eng = e["engine"]
     t.fails("InvalidArgument", "engine.cvar_register", engine=eng, cvar={"name": "n", "default": 1})
     with t.checking("CV-UNKNOWN"):
@@ -298,7 +277,7 @@ def cvar_errors(t: Tester) -> None:
         t.fails("InvalidValue", "engine.cvar_set", engine=eng, name="flag", value="maybe")
         t.call("engine.cvar_set", engine=eng, name="flag", value="0")
         t.equal(t.call("engine.cvar_get", engine=eng, name="flag"), "false", "bool from '0'")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("CV-FORMAT-FLOAT", "CV-FORMAT-INT", "CV-FORMAT-BOOL", "CV-FORMAT-STR")
@@ -310,7 +289,7 @@ def cvar_formats(t: Tester) -> None:
         {"name": "t", "default": True},
         {"name": "s", "default": "hi there"},
     ]
-    e = _engine(t, cvars=cvars)
+    e = t.engine(cvars=cvars)
 
     def get(name: str) -> Json:
         return t.call("engine.cvar_get", engine=e["engine"], name=name)
@@ -324,12 +303,12 @@ def cvar_formats(t: Tester) -> None:
         t.equal(get("t"), "true", "bool")
     with t.checking("CV-FORMAT-STR"):
         t.equal(get("s"), "hi there", "string")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("CV-EVENT-RECORD", "CV-EVENT-HANDLER-CAPTURED", "CV-TAKE-ORDER", "MEM-CVAR-EVENTS")
 def cvar_events(t: Tester) -> None:
-    e = _engine(t, cvars=[{"name": "a", "default": 75.0, "on_change_lua": "H1"}])
+    e = t.engine(cvars=[{"name": "a", "default": 75.0, "on_change_lua": "H1"}])
     eng = e["engine"]
     t.call("engine.cvar_set", engine=eng, name="a", value="90")
     t.call("engine.cvar_set_handler", engine=eng, name="a", handler="H2")
@@ -351,12 +330,12 @@ def cvar_events(t: Tester) -> None:
         t.equal(t.live(alloc), [], "event allocator after the caller freed every field")
     with t.checking("CV-TAKE-ORDER"):
         t.equal(t.call("engine.cvar_take", engine=eng, allocator=alloc), [], "nothing left")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("CV-TAKE-OOM", "ERR-OOM", "ERR-OOM-RECOVER")
 def cvar_take_oom(t: Tester) -> None:
-    e = _engine(t, cvars=[{"name": "a", "default": 1}])
+    e = t.engine(cvars=[{"name": "a", "default": 1}])
     t.call("engine.cvar_set", engine=e["engine"], name="a", value="2")
     t.call("engine.cvar_set", engine=e["engine"], name="a", value="3")
     alloc = t.allocator("events")
@@ -367,7 +346,7 @@ def cvar_take_oom(t: Tester) -> None:
         got = t.call("engine.cvar_take", engine=e["engine"], allocator=alloc)
         assert isinstance(got, list)
         t.equal(len(got), 2, "events still pending after the failure")
-    _close(t, e)
+    t.close_engine(e)
 
 
 # -- ScriptRunner --------------------------------------------------------------------------
@@ -382,12 +361,12 @@ def cvar_take_oom(t: Tester) -> None:
     "SS-RESULT-LOG",
 )
 def runner_results(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     t.call("engine.enqueue", engine=e["engine"], script=b("return 2 + 2"), callback=True)
-    _idle(t, e)
+    t.wait_idle(e)
     t.call("engine.enqueue", engine=e["engine"], script=b('error("boom", 0)'), callback=True)
-    _idle(t, e)
-    done = _completions(t, e)
+    t.wait_idle(e)
+    done = t.completions(e)
     payloads = [unb(c["payload"]) for c in done]
     t.equal(len(payloads), 2, "on_complete calls")
     with t.checking("MSG-RESULT-OK"):
@@ -404,46 +383,46 @@ def runner_results(t: Tester) -> None:
         logs = t.logs()
         t.expect(t.logged(logs, "info", "Script OK: OK"), f"OK result logged: {logs}")
         t.expect(t.logged(logs, "error", "Script failed: ERROR: boom"), f"error logged: {logs}")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SR-DROP-FREE", "SR-DROP-COUNTED", "SR-PUSH-NONBLOCKING", "ENG-CLOSE-ZERO-LIVE")
 def runner_drop_on_full(t: Tester) -> None:
-    e = _engine(t, queue_capacity=1)
+    e = t.engine(queue_capacity=1)
     baseline = len(t.live(str(e["allocator"])))
     t.logs()
     for i in range(3):
         t.call("engine.enqueue", engine=e["engine"], script=b(f"return {i}"), callback=True)
-    _idle(t, e)
-    t.equal(len(_completions(t, e)), 3, "on_complete calls, dropped or not")
+    t.wait_idle(e)
+    t.equal(len(t.completions(e)), 3, "on_complete calls, dropped or not")
     t.equal(len(t.live(str(e["allocator"]))), baseline + 1, "live buffers: the one queued message")
     with t.checking("SR-DROP-COUNTED"):
         t.equal(obj(t.stats(e)["runner"]).get("dropped"), 2, "stats.dropped")
         logs = t.logs()
         t.expect(t.logged(logs, "error", "ActionQueue full"), f"drop logged: {logs}")
     t.call("engine.update", engine=e["engine"])
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SR-ENQUEUE-OOM", "ERR-OOM-RECOVER")
 def runner_enqueue_oom(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     before = len(t.live(str(e["allocator"])))
     t.call("allocator.fail_at", allocator=e["allocator"], k=1)
     t.fails("OutOfMemory", "engine.enqueue", engine=e["engine"], script=b("return 1"))
     t.equal(len(t.live(str(e["allocator"]))), before, "live buffers after a failed enqueue")
-    _idle(t, e)
+    t.wait_idle(e)
     t.equal(obj(t.stats(e)["runner"]).get("enqueued", 0), 0, "scripts submitted")
     with t.checking("ERR-OOM-RECOVER"):
         t.call("engine.enqueue", engine=e["engine"], script=b("return 1"))
-        _idle(t, e)
-    _close(t, e)
+        t.wait_idle(e)
+    t.close_engine(e)
 
 
 @case("SR-AFTER-DEINIT", "ENG-CLOSE-TWICE")
 def runner_after_close(t: Tester) -> None:
-    e = _engine(t)
-    _close(t, e)
+    e = t.engine()
+    t.close_engine(e)
     t.fails("ShutDown", "engine.enqueue", engine=e["engine"], script=b("return 1"))
     t.equal(t.live(str(e["allocator"])), [], "nothing allocated by the refused enqueue")
     with t.checking("ENG-CLOSE-TWICE"):
@@ -455,7 +434,7 @@ def runner_after_close(t: Tester) -> None:
 
 @case("SS-CVARLUA-INVOKE", "SS-UPDATE-ORDER", "PERF-NO-COALESCE", "TRB-UPDATE-DRIVES")
 def system_handlers(t: Tester) -> None:
-    e = _engine(t, prelude=[b(HANDLER_PRELUDE)], cvars=[FOV])
+    e = t.engine(prelude=[b(HANDLER_PRELUDE)], cvars=[FOV])
     t.call("engine.cvar_set", engine=e["engine"], name="r_fov", value="90")
     t.call("engine.cvar_set", engine=e["engine"], name="r_fov", value="100")
     t.logs()
@@ -466,12 +445,12 @@ def system_handlers(t: Tester) -> None:
     t.equal(calls, ["handler r_fov 75.0 90.0", "handler r_fov 90.0 100.0"], "handler calls")
     with t.checking("SS-UPDATE-ORDER"):
         t.equal(t.queue_stats(str(e["queue"]))["len"], 0, "queue drained in the same update")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SS-EVENT-QUEUE-FULL", "SS-EVENTS-TAKE")
 def system_event_queue_full(t: Tester) -> None:
-    e = _engine(t, queue_capacity=1, prelude=[b(HANDLER_PRELUDE)], cvars=[FOV])
+    e = t.engine(queue_capacity=1, prelude=[b(HANDLER_PRELUDE)], cvars=[FOV])
     t.push(str(e["queue"]), "OK")
     t.call("engine.cvar_set", engine=e["engine"], name="r_fov", value="90")
     t.call("engine.cvar_set", engine=e["engine"], name="r_fov", value="95")
@@ -479,12 +458,12 @@ def system_event_queue_full(t: Tester) -> None:
     t.call("engine.update", engine=e["engine"])
     t.equal(obj(t.stats(e)["system"]).get("cvar_dropped"), 2, "stats.cvar_dropped")
     t.expect(any(r["level"] == "error" for r in t.logs()), "the drops were logged as errors")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SS-DEFER-NO-STATE", "SS-DEFER-COUNTED", "THR-MAIN-NEVER-BLOCKS")
 def system_defer(t: Tester) -> None:
-    e = _engine(t, prelude=[b(HANDLER_PRELUDE)], cvars=[FOV])
+    e = t.engine(prelude=[b(HANDLER_PRELUDE)], cvars=[FOV])
     held = [t.call("pool.acquire", pool=e["pool"]) for _ in range(2)]
     t.call("engine.cvar_set", engine=e["engine"], name="r_fov", value="90")
     t.logs()
@@ -503,12 +482,12 @@ def system_defer(t: Tester) -> None:
     texts = [str(r["text"]) for r in t.logs()]
     order = [x for x in texts if x.startswith(("handler", "Script OK"))]
     t.equal(order, ["handler r_fov 75.0 90.0", "Script OK: OK"], "handled in queue order")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SS-CVARLUA-MALFORMED", "SS-CVARNATIVE", "MEM-QUEUE-MESSAGE")
 def system_malformed_and_native(t: Tester) -> None:
-    e = _engine(t)
+    e = t.engine()
     baseline = len(t.live(str(e["allocator"])))
     t.push(str(e["queue"]), "OnFov\x00r_fov\x0090.0", kind="CVarLua")
     t.push(str(e["queue"]), "reserved", kind="CVarNative")
@@ -517,21 +496,21 @@ def system_malformed_and_native(t: Tester) -> None:
     t.expect(t.logged(t.logs(), "error", "Invalid CVarLua message format"), "malformed logged")
     with t.checking("MEM-QUEUE-MESSAGE"):
         t.equal(len(t.live(str(e["allocator"]))), baseline, "live buffers after update")
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("SS-AFTER-DEINIT", "ERR-LUA-CONTINUE")
 def system_lua_errors_continue(t: Tester) -> None:
-    e = _engine(t, prelude=[b(HANDLER_PRELUDE)], cvars=[{**FOV, "on_change_lua": "Bad"}])
+    e = t.engine(prelude=[b(HANDLER_PRELUDE)], cvars=[{**FOV, "on_change_lua": "Bad"}])
     t.call("engine.cvar_set", engine=e["engine"], name="r_fov", value="90")
     t.call("engine.enqueue", engine=e["engine"], script=b("error('x')"))
-    _idle(t, e)
+    t.wait_idle(e)
     with t.checking("ERR-LUA-CONTINUE"):
         t.call("engine.update", engine=e["engine"])
         t.call("engine.enqueue", engine=e["engine"], script=b("return 1"), callback=True)
-        _idle(t, e)
-        t.equal([unb(c["payload"]) for c in _completions(t, e)], [b"OK"], "later script ran")
-    _close(t, e)
+        t.wait_idle(e)
+        t.equal([unb(c["payload"]) for c in t.completions(e)], [b"OK"], "later script ran")
+    t.close_engine(e)
     t.fails("ShutDown", "engine.update", engine=e["engine"])
 
 
@@ -546,30 +525,30 @@ def engine_sizes(t: Tester) -> None:
         t.equal(t.queue_stats(str(e["queue"]))["capacity"], 256, "default queue capacity")
         small = t.engine(workers=1, queue_capacity=5)
         t.equal(t.queue_stats(str(small["queue"]))["capacity"], 5, "given queue capacity")
-        _close(t, small)
-    _close(t, e)
+        t.close_engine(small)
+    t.close_engine(e)
 
 
 @case("PERF-POOL-UNDERSIZED", "SR-WORKER-LEASE")
 def engine_busy_pool(t: Tester) -> None:
-    e = _engine(t, workers=2)
+    e = t.engine(workers=2)
     held = t.call("pool.acquire", pool=e["pool"])
     for i in range(6):
         t.call("engine.enqueue", engine=e["engine"], script=b(f"return {i}"), callback=True)
-    _idle(t, e)
-    t.equal([unb(c["payload"]) for c in _completions(t, e)], [b"OK"] * 6, "all scripts ran")
+    t.wait_idle(e)
+    t.equal([unb(c["payload"]) for c in t.completions(e)], [b"OK"] * 6, "all scripts ran")
     with t.checking("SR-WORKER-LEASE"):
         t.equal(t.pool_stats(str(e["pool"]))["available"], 2, "states back in the pool")
     t.call("pool.release", pool=e["pool"], resource=held)
     t.call("engine.update", engine=e["engine"])
-    _close(t, e)
+    t.close_engine(e)
 
 
 @case("MEM-INJECTED-FAILURE", "ENG-CLOSE-ZERO-LIVE", "ERR-OOM")
 def engine_injected_failures(t: Tester) -> None:
     """For each k, the k-th allocation after construction fails; close leaves nothing live."""
     for k in range(1, 13):
-        e = _engine(t, prelude=[b(HANDLER_PRELUDE)], cvars=[FOV])
+        e = t.engine(prelude=[b(HANDLER_PRELUDE)], cvars=[FOV])
         t.call("allocator.fail_at", allocator=e["allocator"], k=k)
         eng = e["engine"]
         for script in ("return 1", "error('no')"):
@@ -577,7 +556,7 @@ def engine_injected_failures(t: Tester) -> None:
             if isinstance(reply, Err):
                 t.equal(reply.code, "OutOfMemory", f"k={k}: enqueue error")
         t.call("engine.cvar_set", engine=eng, name="r_fov", value="90")
-        _idle(t, e)
+        t.wait_idle(e)
         reply = t.answer("engine.update", engine=eng)
         if isinstance(reply, Err):
             t.equal(reply.code, "OutOfMemory", f"k={k}: update error")
