@@ -254,11 +254,15 @@ class LuaState:
         if self.closed:
             raise ShutDown("the Lua state is closed")
         # lupa pushes the arguments outside any protected call: a push past the cap aborts the
-        # process. Give the arguments room for this call only (HOS-BIG-INPUT).
+        # process. When they might not fit, give them room for this call only (HOS-BIG-INPUT).
         room = sum(len(a) for a in args if isinstance(a, bytes)) + ARGUMENT_SLACK
+        entry = self._entries[name]
         try:
-            with self._headroom(room):
-                result = self._entries[name](*args)
+            if self._runtime.get_memory_used() + room <= self.limits.max_memory:
+                result = entry(*args)
+            else:
+                with self._headroom(room):
+                    result = entry(*args)
         except lua54.LuaMemoryError:
             # The sandbox itself ran out of memory before the user code's pcall could.
             return (False if name == b"run" else b"error"), MEMORY_ERROR

@@ -120,7 +120,8 @@ end
 local function protected_call(f, ...)
   local co = cocreate(body)
   budget, exceeded = max_instructions, false
-  hooked = setmetatable({ [co] = true }, { __mode = "k" })
+  for c in next, hooked do hooked[c] = nil end
+  hooked[co] = true
   sethook(co, hook, "", STEP)
   local ok, success, message = coresume(co, f, ...)
   if not ok then return false, plain(success) end

@@ -271,7 +271,11 @@ def cvar_errors(t: Tester) -> None:
         t.fails("InvalidValue", "engine.cvar_set", engine=eng, name="n", value="2.5")
     with t.checking("CV-SET-RANGE"):
         t.fails("InvalidValue", "engine.cvar_set", engine=eng, name="n", value="11")
+        t.fails("InvalidValue", "engine.cvar_set", engine=eng, name="n", value="-1")
         t.equal(t.call("engine.cvar_get", engine=eng, name="n"), "5", "value after refusals")
+        for bound in ("0", "10"):  # the bounds themselves are inside
+            t.call("engine.cvar_set", engine=eng, name="n", value=bound)
+            t.equal(t.call("engine.cvar_get", engine=eng, name="n"), bound, "value at a bound")
     with t.checking("CV-REGISTER-TYPE"):
         t.call("engine.cvar_register", engine=eng, cvar={"name": "flag", "default": True})
         t.fails("InvalidValue", "engine.cvar_set", engine=eng, name="flag", value="maybe")
