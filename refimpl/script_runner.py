@@ -100,20 +100,36 @@ class ScriptRunner:
             raise ThreadAffinityError("enqueue_script is main -> worker; called from a worker")
         with self._mutex:
             # Checked before the copy too, so a refused call allocates nothing (SR-AFTER-DEINIT).
-            if self._closed:
-                raise ShutDown("ScriptRunner is deinitialised")
+            self._check_open()
         copy = self.allocator.dupe(script, tag="script copy")
         item = _WorkItem(copy, on_complete)
         with self._mutex:
             try:
-                if self._closed:
-                    raise ShutDown("ScriptRunner is deinitialised")
-                item.future = self.thread_pool.submit(self._run, item)
-            except BaseException:
+                self._check_open()
+            except ShutDown:
                 self.allocator.free(copy)
                 raise
+            # In flight before it is submitted, so deinit waits for it; submitted outside the
+            # lock, so a pool that runs work at once cannot deadlock on it.
             self._in_flight.add(item)
             self.stats.enqueued += 1
+        try:
+            item.future = self.thread_pool.submit(self._run, item)
+        except BaseException:
+            self._withdraw(item)
+            raise
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ShutDown("ScriptRunner is deinitialised")
+
+    def _withdraw(self, item: _WorkItem) -> None:
+        """Undo an enqueue whose submission failed: nothing stays allocated or counted."""
+        self.allocator.free(item.script)
+        with self._idle:
+            self._in_flight.discard(item)
+            self.stats.enqueued -= 1
+            self._idle.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no submitted script is pending or running; ``False`` on timeout."""

@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 
 import pytest
 from _flow_support import Flow, make_flow, push_payload
-from support import drain, wait_until
+from support import drain, drain_payloads, wait_until
 
 from refimpl.action_queue import ActionKind
 from refimpl.errors import OutOfMemory, ShutDown, ThreadAffinityError
@@ -527,5 +527,36 @@ def test_one_submission_per_script_however_long() -> None:
     runner.enqueue_script(long_script)
     assert pool.submitted == 1
     runner.wait_idle()
+    runner.deinit()
+    flow.close()
+
+
+class InlinePool:
+    """A pool that runs each submitted call at once, on the submitting thread."""
+
+    num_workers = 1
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        future: Future[R] = Future()
+        future.set_running_or_notify_cancel()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+    def owns_current_thread(self) -> bool:
+        return False
+
+
+@pytest.mark.spec("SR-SUBMIT-UNLOCKED")
+@pytest.mark.timeout(10)
+def test_a_pool_that_runs_work_at_once_does_not_deadlock_the_runner() -> None:
+    flow = make_flow()
+    runner = ScriptRunner(flow.runner_alloc, InlinePool(), flow.pool, flow.queue)
+    done: list[bytes] = []
+    runner.enqueue_script("return 1", done.append)
+    runner.enqueue_script("error('x')", done.append)
+    assert done == [b"OK", b"ERROR: script:1: x"]
+    assert runner.wait_idle(0) is True
+    assert (runner.stats.enqueued, runner.stats.ok, runner.stats.errors) == (2, 1, 1)
+    assert drain_payloads(flow.queue) == done
     runner.deinit()
     flow.close()
