@@ -393,7 +393,7 @@ def test_push_of_a_foreign_or_freed_message_is_refused() -> None:
         engine.queue.push(Action(ActionKind.ScriptResult, foreign))
     freed = engine.allocator.dupe(b"OK")
     engine.allocator.free(freed)
-    with pytest.raises(ScriptingError):
+    with pytest.raises(WrongAllocator):  # a freed buffer is no live buffer of the queue's
         engine.queue.push(Action(ActionKind.ScriptResult, freed))
     with pytest.raises(InvalidArgument):
         engine.queue.push(Action("CustomEvent", engine.allocator.dupe(b"x")))  # type: ignore[arg-type]
