@@ -13,6 +13,7 @@ from typing import Protocol
 from refimpl.action_queue import ActionQueue
 from refimpl.allocator import TrackingAllocator
 from refimpl.cvar import CVarRegistry
+from refimpl.driver.features import ALL as ALL_FEATURES
 from refimpl.engine import Engine
 from refimpl.lua import (
     DEFAULT_LIMITS,
@@ -80,6 +81,7 @@ class Components:
     """Constructors and functions the driver's operations call."""
 
     name: str = "refimpl"
+    features: frozenset[str] = ALL_FEATURES
     queue: Callable[[TrackingAllocator, int], ActionQueue] = ActionQueue
     pool: PoolFactory = _pool
     registry: Callable[[], CVarRegistry] = CVarRegistry

@@ -23,6 +23,7 @@ from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import Buffer, TrackingAllocator
 from refimpl.cvar import CVarRegistry, Value, free_event
 from refimpl.driver.components import REFIMPL, Components, Token
+from refimpl.driver.features import CORE
 from refimpl.driver.wire import (
     PROTOCOL_VERSION,
     Json,
@@ -363,6 +364,7 @@ def _hello(server: Server, args: Args) -> Json:
         "protocol": PROTOCOL_VERSION,
         "implementation": server.components.name,
         "profile": server.profile,
+        "features": sorted(server.components.features - {CORE}),
     }
 
 
