@@ -246,6 +246,19 @@ class Tester:
         if actual != expected:
             self.fail(f"{what}: expected {expected!r}, got {actual!r}")
 
+    def settles(self, probe: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
+        """Inside a check of a counter rule, read the counter (backing off from 1 ms to 50 ms
+        between reads) until ``probe`` holds or ``within_s`` ends. Never a way to learn that a
+        call blocked: that is the protocol's ``pending``."""
+        if self.rule is None:
+            raise SuiteError(f"{self.case.name}: settles() outside a check")
+        deadline, pause = time.monotonic() + within_s, 0.001
+        while not probe():
+            if time.monotonic() > deadline:
+                self.fail(f"{what}: not observed within {within_s} s")
+            time.sleep(pause)
+            pause = min(0.05, pause * 2)
+
     # -- objects -------------------------------------------------------------------------
 
     def allocator(self, name: str = "test") -> str:

@@ -151,9 +151,7 @@ class RuleStatus:
 
     @property
     def messages(self) -> list[str]:
-        return [
-            f"{d['case']}: {d['detail']}" for d in self.decided_by if d["outcome"] == FAILED
-        ]
+        return [f"{d['case']}: {d['detail']}" for d in self.decided_by if d["outcome"] == FAILED]
 
 
 def classify(
@@ -247,9 +245,7 @@ def _case_json(r: CaseResult) -> JsonObject:
         "stopped_by": r.stopped_by,
         "message": r.message,
         "seconds": round(r.seconds, 3),
-        "checks": [
-            {"rule": c.rule, "outcome": c.outcome, "detail": c.detail} for c in r.checks
-        ],
+        "checks": [{"rule": c.rule, "outcome": c.outcome, "detail": c.detail} for c in r.checks],
     }
 
 

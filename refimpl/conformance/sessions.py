@@ -131,4 +131,3 @@ def _shared(cases: Sequence[Case], session: Session, budget_s: float) -> dict[st
     if impl is not None:
         impl.close()
     return out
-

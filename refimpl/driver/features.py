@@ -99,9 +99,7 @@ FEATURES: dict[str, Feature] = {
             fields={"pool.stats": ("available", "capacity", "created", "destroyed")},
             brings="the StatePool over opaque resources",
         ),
-        Feature(
-            "pool.timeout", args={"pool.acquire": ("timeout_ms",)}, brings="acquire(timeout)"
-        ),
+        Feature("pool.timeout", args={"pool.acquire": ("timeout_ms",)}, brings="acquire(timeout)"),
         Feature("pool.counters", fields={"pool.stats": ("waiters",)}, brings="the waiter count"),
         Feature(
             "pool.fail_create",
