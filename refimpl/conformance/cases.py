@@ -247,11 +247,13 @@ class Tester:
             self.fail(f"{what}: expected {expected!r}, got {actual!r}")
 
     def settles(self, probe: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
-        """Inside a check of a counter rule, read the counter (backing off from 1 ms to 50 ms
-        between reads) until ``probe`` holds or ``within_s`` ends. Never a way to learn that a
-        call blocked: that is the protocol's ``pending``."""
-        if self.rule is None:
-            raise SuiteError(f"{self.case.name}: settles() outside a check")
+        """Read a counter of a declared ``*.counters`` feature (backing off from 1 ms to
+        50 ms between reads) until ``probe`` holds or ``within_s`` ends. Inside a check it is
+        that check's evidence; outside, a wait the case needs (so the case declares the
+        counter feature, and a driver without it leaves the case not applicable). That a call
+        blocked is never learnt this way: that is the protocol's ``pending``."""
+        if not any(f.endswith(".counters") for f in self.case.features):
+            raise SuiteError(f"{self.case.name}: settles() without a counters feature")
         deadline, pause = time.monotonic() + within_s, 0.001
         while not probe():
             if time.monotonic() > deadline:
@@ -324,9 +326,12 @@ class Tester:
             self.fail(f"script failed: {unb(result['message'])!r}")
 
     def logs(self) -> list[JsonObject]:
+        """Records since the last take, their ``text`` decoded from either DRV-BYTES form."""
         taken = self.call("logs.take")
+        if not isinstance(taken, list):
+            self.fail(f"logs.take answered {taken!r}, not a list")
         assert isinstance(taken, list)
-        return [obj(v) for v in taken]
+        return [{**obj(v), "text": text(obj(v).get("text")) or ""} for v in taken]
 
     def logged(self, logs: list[JsonObject], level: str, text: str, source: str = "") -> bool:
         return any(
