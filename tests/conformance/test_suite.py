@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from test_port_suites import REFIMPL_SANDBOX_ESCAPES
 
 from refimpl.conformance.implementation import Implementation
 from refimpl.conformance.inprocess import InProcess
@@ -22,10 +23,15 @@ def impl(request: pytest.FixtureRequest) -> Iterator[Implementation]:
     adapter.close()
 
 
+def _marks(c: Case) -> list[pytest.MarkDecorator]:
+    marks = [pytest.mark.spec(*c.rules)]
+    if c.name in REFIMPL_SANDBOX_ESCAPES:  # the sandbox does not close these yet
+        marks.append(pytest.mark.xfail(strict=True, reason=REFIMPL_SANDBOX_ESCAPES[c.name][1]))
+    return marks
+
+
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "case", [pytest.param(c, id=c.name, marks=pytest.mark.spec(*c.rules)) for c in CASES]
-)
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=_marks(c)) for c in CASES])
 def test_case(impl: Implementation, case: Case) -> None:
     result = run_case(case, impl)
     assert result.outcome == "pass", f"{result.rule}: {result.message}"
