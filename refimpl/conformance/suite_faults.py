@@ -161,14 +161,14 @@ def _take_flow(t: Tester, e: JsonObject) -> str:
     return outcome
 
 
-def _untouched(t: Tester, e: JsonObject) -> bool:
+def _untouched(t: Tester, allocator: Json) -> bool:
     """Whether the injected failure is still armed: the next allocation is the one that fails.
     (The flow used exactly ``k - 1`` allocations, none of which failed.)"""
-    reply = t.answer("allocator.alloc", allocator=e["allocator"], data=b("probe"))
+    reply = t.answer("allocator.alloc", allocator=allocator, data=b("probe"))
     if isinstance(reply, Err):
         t.expect_code("OutOfMemory", reply, "the probe allocation")
         return True
-    t.call("allocator.free", allocator=e["allocator"], buffer=reply.value)
+    t.call("allocator.free", allocator=allocator, buffer=reply.value)
     return False
 
 
@@ -185,7 +185,7 @@ def sweep(t: Tester, flow: Flow, **engine_args: Json) -> None:
         t.call("allocator.fail_at", allocator=e["allocator"], k=k)
         with t.checking("HOS-OOM-SWEEP"):
             outcome = flow(t, e)
-            untouched = _untouched(t, e)
+            untouched = _untouched(t, e["allocator"])
             t.call("allocator.fail_at", allocator=e["allocator"], k=FAIL_NEVER)
             if untouched:
                 t.equal(outcome, CLEAN, f"k={k}: the run no failure reached")
@@ -235,6 +235,37 @@ def oom_sweep_exec_from_main(t: Tester) -> None:
 @case("HOS-OOM-SWEEP", "ENG-CLOSE-ZERO-LIVE", features=SWEEP)
 def oom_sweep_cvar_take(t: Tester) -> None:
     sweep(t, _take_flow, **CVAR_ENGINE)
+
+
+@case("HOS-OOM-SWEEP", features=("pool", "pool.fail_create", "allocator.fail_at"))
+def oom_sweep_pool_init(t: Tester) -> None:
+    """Pool construction with its k-th allocation failing, and with its n-th ``create_fn``
+    call failing: a typed error and nothing left allocated, or a pool whose ``deinit`` leaves
+    nothing."""
+    size, limit = 3, scaled(8, 16, 64)
+    for k in range(1, limit + 1):
+        alloc = t.allocator("pool")
+        t.call("allocator.fail_at", allocator=alloc, k=k)
+        with t.checking("HOS-OOM-SWEEP"):
+            reply = t.answer("pool.new", allocator=alloc, capacity=size)
+            untouched = isinstance(reply, Ok) and _untouched(t, alloc)
+            if isinstance(reply, Ok):
+                t.call("allocator.fail_at", allocator=alloc, k=FAIL_NEVER)
+                t.call("pool.deinit", pool=reply.value)
+            else:
+                t.expect_code("OutOfMemory", reply, f"k={k}: pool.new")
+            t.equal(t.live(alloc), [], f"k={k}: the pool's allocator")
+        if untouched:
+            break
+    else:
+        with t.checking("HOS-OOM-SWEEP"):
+            t.fail(f"{limit} allocation points and pool.new still fails")
+    for n in range(1, size + 1):
+        alloc = t.allocator("pool")
+        with t.checking("HOS-OOM-SWEEP"):
+            reply = t.answer("pool.new", allocator=alloc, capacity=size, fail_create_at=n)
+            t.expect(isinstance(reply, Err), f"create_fn call {n} failed and pool.new answered ok")
+            t.equal(t.live(alloc), [], f"create_fn call {n} failing: the pool's allocator")
 
 
 # -- shutdown in every order with work in flight ---------------------------------------------

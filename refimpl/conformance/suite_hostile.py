@@ -682,6 +682,13 @@ def calls_after_shutdown(t: Tester) -> None:
     with t.checking("SS-AFTER-DEINIT"):
         t.fails("ShutDown", "engine.update", engine=eng)
     t.close_engine(e)
+    threads = t.engine()
+    t.call("engine.threads_shutdown", engine=threads["engine"])
+    before = engine_live(t, threads)
+    with t.checking("HOS-BAD-AFTER-DEINIT"):
+        t.fails("ShutDown", "engine.enqueue", engine=threads["engine"], script=b("return 1"))
+        t.equal(engine_live(t, threads), before, "engine allocator after a refused enqueue")
+    t.close_engine(threads)
     calls: list[tuple[str, JsonObject]] = [
         ("engine.enqueue", {"engine": eng, "script": b("return 1")}),
         ("engine.update", {"engine": eng}),

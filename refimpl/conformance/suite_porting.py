@@ -123,33 +123,40 @@ EMPTY_SCRIPTS: list[tuple[str, bool, bytes]] = [
 ]
 
 
-@case("LH-EXEC-ERROR-TEXT", "MEM-EXEC-MESSAGE", "HOS-BAD-SCRIPT", features=ENGINE_POOL)
+@case("LH-EXEC-OK", "LH-EXEC-ERROR-TEXT", "MEM-EXEC-MESSAGE", features=ENGINE_POOL)
 def empty_results_of_execute(t: Tester) -> None:
     """Scripts that return nothing, or fail with an empty message, through the synchronous
-    helper: the empty message is delivered and nothing leaks."""
+    helper, into a caller's allocator and into the engine's: the empty message is delivered
+    and nothing leaks."""
     e = t.engine()
     baseline = engine_live(t, e)
     state = t.call("pool.try_acquire", pool=e["pool"])
     caller = t.allocator("caller")
     for script, success, message in EMPTY_SCRIPTS:
-        with t.checking("LH-EXEC-ERROR-TEXT"):
+        with t.checking("LH-EXEC-OK" if success else "LH-EXEC-ERROR-TEXT"):
             got = run_on(t, str(state), script, caller)
             t.equal(got, (success, message), f"lua.execute of {script!r}")
         with t.checking("MEM-EXEC-MESSAGE"):
             t.equal(t.live(caller), [], f"caller's allocator after {script!r}")
     t.call("pool.release", pool=e["pool"], resource=state)
     for script, success, message in EMPTY_SCRIPTS:
-        with t.checking("HOS-BAD-SCRIPT"):
+        with t.checking("MEM-EXEC-MESSAGE"):
             result = t.execute(e, script)
             t.equal((result["success"], unb(result["message"])), (success, message), script)
             t.equal(engine_live(t, e), baseline, f"engine allocator after executing {script!r}")
     t.close_engine(e)
 
 
-@case("MSG-RESULT-ERROR", "MEM-SCRIPT-COPY", "MEM-QUEUE-MESSAGE", features=("engine",))
+@case(
+    "HOS-BAD-SCRIPT",
+    "MSG-RESULT-ERROR",
+    "MEM-SCRIPT-COPY",
+    "MEM-QUEUE-MESSAGE",
+    features=("engine",),
+)
 def empty_results_of_workers(t: Tester) -> None:
-    """The same scripts on the workers: an empty script is copied and freed, an empty error
-    becomes the payload ``ERROR: ``, and every payload is freed by ``update``."""
+    """The same scripts on the workers: each gives one result, an empty script is copied and
+    freed, an empty error becomes the payload ``ERROR: ``, and ``update`` frees them all."""
     e = t.engine()
     baseline = engine_live(t, e)
     for script, _, _ in EMPTY_SCRIPTS:
@@ -163,9 +170,13 @@ def empty_results_of_workers(t: Tester) -> None:
         t.equal(sorted(live), sorted(baseline + expected), "live: the queued payloads only")
     t.logs()
     t.call("engine.update", engine=e["engine"])
-    with t.checking("MEM-QUEUE-MESSAGE"):
+    with t.checking("HOS-BAD-SCRIPT"):
         logged = result_logs(t.logs())
-        t.equal(logged.count("Script failed: ERROR: "), 2, f"empty errors logged: {logged}")
+        want = sorted(
+            ("Script OK: " if p == b"OK" else "Script failed: ") + p.decode() for p in expected
+        )
+        t.equal(sorted(logged), want, "results consumed by update, one per script")
+    with t.checking("MEM-QUEUE-MESSAGE"):
         t.equal(engine_live(t, e), baseline, "engine allocator after update")
     t.close_engine(e)
 
@@ -405,7 +416,8 @@ def handler_missing_and_failing(t: Tester) -> None:
 def release_twice(t: Tester) -> None:
     """A state released twice, a state of another engine and a resource of a plain pool are
     refused with ``InvalidRelease``; afterwards the pool lends each of its states once, no
-    more (a second release that was accepted would lend one state twice)."""
+    more (a second release that was accepted would lend one state twice). The same for a
+    resource released twice into a plain pool."""
     e = t.engine(workers=2)
     other = t.engine()
     size = capacity(t, e)
@@ -414,6 +426,13 @@ def release_twice(t: Tester) -> None:
     with t.checking("SP-RELEASE-TWICE"):
         t.fails("InvalidRelease", "pool.release", pool=e["pool"], resource=state)
         t.equal(t.pool_stats(str(e["pool"]))["available"], size, "available after it")
+        plain, _ = t.pool(2)
+        token = t.call("pool.try_acquire", pool=plain)
+        t.call("pool.release", pool=plain, resource=token)
+        t.fails("InvalidRelease", "pool.release", pool=plain, resource=token)
+        tokens = [t.call("pool.try_acquire", pool=plain) for _ in range(3)]
+        t.equal(tokens[-1], None, "a third lease from a pool of two")
+        t.equal(len(set(map(str, tokens[:-1]))), 2, f"distinct resources lent: {tokens}")
     with t.checking("SP-RELEASE-FOREIGN"):
         foreign = t.call("pool.try_acquire", pool=other["pool"])
         t.fails("InvalidRelease", "pool.release", pool=e["pool"], resource=foreign)
