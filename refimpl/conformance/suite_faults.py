@@ -407,7 +407,7 @@ def soak_counters_balance(t: Tester) -> None:
     run away, an 8-slot queue that overflows, and a shutdown that cancels the last scripts:
     the runner's and the dispatcher's counters balance exactly, and nothing stays live."""
     rng = random.Random(SEED)
-    scripts = scaled(60, 200, 2000)
+    scripts = scaled(60, 400, 5000)
     cvars: list[Json] = [
         {"name": "level", "default": 0, "on_change_lua": "OnLevel"},
         {"name": "name", "default": "", "on_change_lua": "OnName"},
@@ -534,7 +534,7 @@ def fuzz_scripts(t: Tester) -> None:
     exactly one result, ``OK`` or ``ERROR: ...``, the workers serve the next one, ``update``
     consumes them all, and nothing stays live."""
     rng = random.Random(SEED)
-    scripts = [_fuzz_script(rng) for _ in range(scaled(40, 120, 1000))]
+    scripts = [_fuzz_script(rng) for _ in range(scaled(40, 300, 3000))]
     e = t.engine(workers=2, limits=SMALL, queue_capacity=len(scripts) + 1)
     baseline = engine_live(t, e)
     for script in scripts:
@@ -582,7 +582,7 @@ def fuzz_console_commands(t: Tester) -> None:
     rng = random.Random(SEED)
     e = t.engine(cvars=FUZZ_CVARS)
     verbs = ["set", "get", "toggle", "reset", "SET", "exec", "", "set set"]
-    for _ in range(scaled(4, 12, 100)):
+    for _ in range(scaled(4, 20, 200)):
         lines = [
             f"{rng.choice(verbs)} {rng.choice(FUZZ_NAMES)} {_fuzz_value(rng)}"
             if rng.random() < 0.8
@@ -612,7 +612,7 @@ def fuzz_set_from_string(t: Tester) -> None:
     e = t.engine(cvars=FUZZ_CVARS)
     eng = e["engine"]
     known = {"i", "f", "b", "s"}
-    for _ in range(scaled(60, 200, 2000)):
+    for _ in range(scaled(60, 400, 4000)):
         name, value = rng.choice(FUZZ_NAMES), _fuzz_value(rng)
         before = t.call("engine.cvar_get", engine=eng, name=name) if name in known else None
         with t.checking("HOS-FUZZ-SET-FROM-STRING"):
@@ -645,7 +645,7 @@ def fuzz_cvarlua(t: Tester) -> None:
     or answers ``MalformedMessage``; pushed on an engine's queue, each malformed one is logged
     once and freed, and the engine serves afterwards."""
     rng = random.Random(SEED)
-    messages = [_fuzz_cvarlua(rng) for _ in range(scaled(40, 150, 2000))]
+    messages = [_fuzz_cvarlua(rng) for _ in range(scaled(40, 300, 4000))]
     for message in messages:
         with t.checking("HOS-FUZZ-CVARLUA"):
             reply = t.answer("msg.parse_cvar_lua", message=b(message))

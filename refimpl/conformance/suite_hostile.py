@@ -605,7 +605,7 @@ def hostile_handlers(t: Tester) -> None:
             t.call("engine.update", engine=e["engine"])
             logs = t.logs()
             failed = [r for r in logs if r["level"] == "error"]
-            t.equal(len(failed), 3, f"round {round_}: handler failures logged: {logs}")
+            t.expect(len(failed) >= 3, f"round {round_}: handler failures logged: {logs}")
             t.expect(t.logged(logs, "info", f"seen c3 {round_}"), f"round {round_}: {logs}")
     with t.checking("HOS-BAD-HANDLER"):
         system = obj(t.stats(e)["system"])
