@@ -116,6 +116,28 @@ def text(value: Json) -> str | None:
     return None if value is None else unb(value).decode("utf-8", "replace")
 
 
+# Results whose text a driver may send in either DRV-BYTES form: the whole result, or these
+# fields of each listed object.
+_TEXT_RESULTS = {"engine.cvar_get", "engine.cvar_get_handler"}
+_TEXT_FIELDS = {"engine.cvar_take": ("name", "old", "new", "handler"), "logs.take": ("text",)}
+
+
+def _as_text(op: str, value: Json) -> Json:
+    """``value`` with the text of ``op``'s result decoded to plain strings (DRV-BYTES), so a
+    case compares text and never the form it travelled in."""
+    if op in _TEXT_RESULTS:
+        return text(value)
+    fields = _TEXT_FIELDS.get(op)
+    if fields is None or not isinstance(value, list):
+        return value
+    return [
+        {k: text(v) if k in fields else v for k, v in item.items()}
+        if isinstance(item, dict)
+        else item
+        for item in value
+    ]
+
+
 def obj(value: Json) -> JsonObject:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object, got {value!r}")
@@ -195,10 +217,13 @@ class Tester:
         if isinstance(reply, Err) and reply.code == "UnknownOp":
             # The driver declared the feature of ``op`` (start() checked), so it must serve it.
             self._record("DRV-OPS", FAILED, f"{self.case.name}: {op} answered UnknownOp")
-        if isinstance(reply, Ok) and isinstance(reply.value, dict):
-            shown = visible_fields(op, dict(reply.value), self.case.features)
-            return Ok({k: v for k, v in reply.value.items() if k in shown})
-        return reply
+        if not isinstance(reply, Ok):
+            return reply
+        value = _as_text(op, reply.value)
+        if isinstance(value, dict):
+            shown = visible_fields(op, dict(value), self.case.features)
+            value = {k: v for k, v in value.items() if k in shown}
+        return Ok(value)
 
     def call(self, op: str, thread: str = "main", /, **args: Json) -> Json:
         """The result of a call that must succeed."""
@@ -326,12 +351,11 @@ class Tester:
             self.fail(f"script failed: {unb(result['message'])!r}")
 
     def logs(self) -> list[JsonObject]:
-        """Records since the last take, their ``text`` decoded from either DRV-BYTES form."""
         taken = self.call("logs.take")
         if not isinstance(taken, list):
             self.fail(f"logs.take answered {taken!r}, not a list")
         assert isinstance(taken, list)
-        return [{**obj(v), "text": text(obj(v).get("text")) or ""} for v in taken]
+        return [obj(v) for v in taken]
 
     def logged(self, logs: list[JsonObject], level: str, text: str, source: str = "") -> bool:
         return any(

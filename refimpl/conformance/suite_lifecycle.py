@@ -7,7 +7,7 @@ state, so a case sees a script submitted and not yet run, and lets it go by rele
 
 from __future__ import annotations
 
-from refimpl.conformance.cases import Tester, b, case, obj, text, unb
+from refimpl.conformance.cases import Tester, b, case, obj, unb
 from refimpl.conformance.implementation import Err, Ok, Pending
 from refimpl.conformance.suite_core import _concurrently
 from refimpl.driver.wire import Json, JsonObject
@@ -265,9 +265,7 @@ def system_on_caller_thread(t: Tester) -> None:
     with t.checking("CMP-SYSTEM-CALLER-THREAD"):
         t.call("engine.cvar_set", engine=eng, name="r_fov", value="90")
         t.call("engine.update", engine=eng)
-        t.equal(
-            text(t.call("engine.cvar_get", engine=eng, name="echo")), "90.0", "the handler's write"
-        )
+        t.equal(t.call("engine.cvar_get", engine=eng, name="echo"), "90.0", "the handler's write")
     with t.checking("SS-EVENT-NO-HANDLER"):
         high = t.queue_stats(str(e["queue"]))["high_water"]
         t.call("engine.cvar_set", engine=eng, name="plain", value="2")
@@ -439,7 +437,7 @@ def cvar_reads_any_thread(t: Tester) -> None:
     e = t.engine(cvars=[{"name": "n", "default": 0, "on_change_lua": "H"}])
     eng = e["engine"]
     with t.checking("THR-CVAR-READ-ANY-THREAD"):
-        t.equal(text(t.call("engine.cvar_get_handler", "R1", engine=eng, name="n")), "H", "handler")
+        t.equal(t.call("engine.cvar_get_handler", "R1", engine=eng, name="n"), "H", "handler")
         reads: dict[str, list[Json]] = {"R1": [], "R2": []}
 
         def writer() -> None:
@@ -448,7 +446,7 @@ def cvar_reads_any_thread(t: Tester) -> None:
 
         def reader(name: str) -> None:
             for _ in range(30):
-                reads[name].append(text(t.call("engine.cvar_get", name, engine=eng, name="n")))
+                reads[name].append(t.call("engine.cvar_get", name, engine=eng, name="n"))
 
         errors = _concurrently([writer, lambda: reader("R1"), lambda: reader("R2")])
         if errors:
@@ -457,7 +455,7 @@ def cvar_reads_any_thread(t: Tester) -> None:
             values = [int(v) if isinstance(v, str) and v.isdigit() else -1 for v in got]
             t.expect(all(0 <= v <= 30 for v in values), f"{name} read a value never set: {got}")
             t.equal(values, sorted(values), f"{name}'s reads go back in time")
-        t.equal(text(t.call("engine.cvar_get", "R2", engine=eng, name="n")), "30", "final value")
+        t.equal(t.call("engine.cvar_get", "R2", engine=eng, name="n"), "30", "final value")
         t.close_engine(e)
 
 

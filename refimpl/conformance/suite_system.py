@@ -3,7 +3,7 @@ dispatcher, memory ownership and the engine, each through one wired engine."""
 
 from __future__ import annotations
 
-from refimpl.conformance.cases import Tester, b, case, obj, text, unb
+from refimpl.conformance.cases import Tester, b, case, obj, unb
 from refimpl.conformance.implementation import Err
 from refimpl.driver.wire import Json, JsonObject
 
@@ -162,11 +162,11 @@ def bindings_cvar(t: Tester) -> None:
     with t.checking("LB-CVAR-SET"):
         t.run_ok(e, 'cvar.set("r_fov", "90")')
     with t.checking("CV-GET-CANONICAL"):
-        t.equal(text(t.call("engine.cvar_get", engine=e["engine"], name="r_fov")), "90.0", "r_fov")
+        t.equal(t.call("engine.cvar_get", engine=e["engine"], name="r_fov"), "90.0", "r_fov")
     with t.checking("CV-FORMAT-FLOAT"):
         for value, canonical in FLOATS:
             t.call("engine.cvar_set", engine=e["engine"], name="r_fov", value=value)
-            got = text(t.call("engine.cvar_get", engine=e["engine"], name="r_fov"))
+            got = t.call("engine.cvar_get", engine=e["engine"], name="r_fov")
             t.equal(got, canonical, f"canonical text of {value}")
         t.call("engine.cvar_set", engine=e["engine"], name="r_fov", value="90")
     with t.checking("LB-CVAR-GET"):
@@ -206,7 +206,7 @@ def bindings_writes_main_only(t: Tester) -> None:
             value="12",
         )
         t.equal(
-            text(t.call("engine.cvar_get", "other", engine=e["engine"], name="r_fov")),
+            t.call("engine.cvar_get", "other", engine=e["engine"], name="r_fov"),
             "75.0",
             "r_fov after refused writes",
         )
@@ -244,9 +244,7 @@ def bindings_console_execute(t: Tester) -> None:
     e = t.engine(cvars=[{"name": "r_vsync", "default": False}, FOV])
     with t.checking("LB-CONSOLE-EXECUTE"):
         t.run_ok(e, 'console.execute("set r_vsync true")')
-        t.equal(
-            text(t.call("engine.cvar_get", engine=e["engine"], name="r_vsync")), "true", "after set"
-        )
+        t.equal(t.call("engine.cvar_get", engine=e["engine"], name="r_vsync"), "true", "after set")
     with t.checking("LB-CONSOLE-EXECUTE-GET"):
         t.run_ok(e, 'assert(console.execute("get r_vsync") == "true")')
     with t.checking("LB-CONSOLE-EXECUTE-TOGGLE"):
@@ -254,7 +252,7 @@ def bindings_console_execute(t: Tester) -> None:
         t.equal(t.execute(e, 'console.execute("toggle r_fov")')["success"], False, "toggle float")
     with t.checking("LB-CONSOLE-EXECUTE-RESET"):
         t.run_ok(e, 'console.execute("set r_fov 90") console.execute("reset r_fov")')
-        t.equal(text(t.call("engine.cvar_get", engine=e["engine"], name="r_fov")), "75.0", "reset")
+        t.equal(t.call("engine.cvar_get", engine=e["engine"], name="r_fov"), "75.0", "reset")
     with t.checking("LB-CONSOLE-EXECUTE-UNKNOWN"):
         result = t.execute(e, 'console.execute("frobnicate r_fov")')
         t.equal(result["success"], False, "unknown verb")
@@ -313,14 +311,14 @@ def bindings_on_change(t: Tester) -> None:
     e = t.engine(cvars=[{"name": "r_fov", "default": 75.0}])
     with t.checking("LB-CVAR-ON-CHANGE"):
         t.run_ok(e, 'cvar.on_change("r_fov", "First") cvar.on_change("r_fov", "OnFov")')
-        got = text(t.call("engine.cvar_get_handler", engine=e["engine"], name="r_fov"))
+        got = t.call("engine.cvar_get_handler", engine=e["engine"], name="r_fov")
         t.equal(got, "OnFov", "handler")
     with t.checking("CV-HANDLER-GET"):
         t.call("engine.cvar_set_handler", engine=e["engine"], name="r_fov", handler="Other")
-        got = text(t.call("engine.cvar_get_handler", engine=e["engine"], name="r_fov"))
+        got = t.call("engine.cvar_get_handler", engine=e["engine"], name="r_fov")
         t.equal(got, "Other", "handler after set_lua_handler")
         t.call("engine.cvar_register", engine=e["engine"], cvar={"name": "plain", "default": 1})
-        got = text(t.call("engine.cvar_get_handler", engine=e["engine"], name="plain"))
+        got = t.call("engine.cvar_get_handler", engine=e["engine"], name="plain")
         t.equal(got or "", "", "handler of a CVar without one")
         t.call("engine.cvar_set_handler", engine=e["engine"], name="r_fov", handler="OnFov")
     with t.checking("LB-CVAR-GET-HANDLER"):
@@ -370,17 +368,15 @@ def cvar_errors(t: Tester) -> None:
     with t.checking("CV-SET-RANGE"):
         t.fails("InvalidValue", "engine.cvar_set", engine=eng, name="n", value="11")
         t.fails("InvalidValue", "engine.cvar_set", engine=eng, name="n", value="-1")
-        t.equal(text(t.call("engine.cvar_get", engine=eng, name="n")), "5", "value after refusals")
+        t.equal(t.call("engine.cvar_get", engine=eng, name="n"), "5", "value after refusals")
         for bound in ("0", "10"):  # the bounds themselves are inside
             t.call("engine.cvar_set", engine=eng, name="n", value=bound)
-            t.equal(
-                text(t.call("engine.cvar_get", engine=eng, name="n")), bound, "value at a bound"
-            )
+            t.equal(t.call("engine.cvar_get", engine=eng, name="n"), bound, "value at a bound")
     with t.checking("CV-REGISTER-TYPE"):
         t.call("engine.cvar_register", engine=eng, cvar={"name": "flag", "default": True})
         t.fails("InvalidValue", "engine.cvar_set", engine=eng, name="flag", value="maybe")
         t.call("engine.cvar_set", engine=eng, name="flag", value="0")
-        t.equal(text(t.call("engine.cvar_get", engine=eng, name="flag")), "false", "bool from '0'")
+        t.equal(t.call("engine.cvar_get", engine=eng, name="flag"), "false", "bool from '0'")
     t.close_engine(e)
 
 
@@ -398,7 +394,7 @@ def cvar_formats(t: Tester) -> None:
     with t.checking("CV-FORMAT-FLOAT"):
 
         def get(name: str) -> Json:
-            return text(t.call("engine.cvar_get", engine=e["engine"], name=name))
+            return t.call("engine.cvar_get", engine=e["engine"], name=name)
 
         t.equal((get("f"), get("g")), ("75.0", "0.1"), "floats")
         t.call("engine.cvar_set", engine=e["engine"], name="f", value="90")
@@ -432,12 +428,12 @@ def cvar_events(t: Tester) -> None:
         assert isinstance(got, list)
         events = [obj(v) for v in got]
         t.equal(
-            [(text(ev["name"]), text(ev["old"]), text(ev["new"])) for ev in events],
+            [(ev["name"], ev["old"], ev["new"]) for ev in events],
             [("a", "75.0", "90.0"), ("a", "90.0", "100.0")],
             "events (a set to the same text records none)",
         )
     with t.checking("CV-EVENT-HANDLER-CAPTURED"):
-        t.equal([text(ev["handler"]) for ev in events], ["H1", "H2"], "handlers captured")
+        t.equal([ev["handler"] for ev in events], ["H1", "H2"], "handlers captured")
     with t.checking("MEM-CVAR-EVENTS"):
         t.expect(all(ev["owned"] is True for ev in events), "fields from the given allocator")
         t.equal(t.live(alloc), [], "event allocator after the caller freed every field")

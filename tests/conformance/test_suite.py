@@ -63,6 +63,57 @@ def test_every_case_through_the_reference_driver_one_process_each() -> None:
     assert {rule for rule in cited if status[rule].status != PASS} == set()
 
 
+B64_DRIVER = """
+import json, sys
+from refimpl.driver.server import Server
+from refimpl.driver.wire import dumps, encode_bytes
+
+TEXT_RESULTS = {"engine.cvar_get", "engine.cvar_get_handler"}
+ops = {}
+
+def b64(value):
+    return encode_bytes(value.encode()) if isinstance(value, str) else value
+
+def emit(answer):
+    op = ops.get(answer.get("id"))
+    result = answer.get("result")
+    if op in TEXT_RESULTS:
+        answer["result"] = b64(result)
+    elif op == "engine.cvar_take" and isinstance(result, list):
+        for event in result:
+            for key in ("name", "old", "new", "handler"):
+                event[key] = b64(event[key])
+    elif op == "logs.take" and isinstance(result, list):
+        for record in result:
+            record["text"] = b64(record["text"])
+    sys.stdout.write(dumps(answer) + "\\n")
+    sys.stdout.flush()
+
+server = Server(emit)
+for line in sys.stdin:
+    try:
+        request = json.loads(line)
+        ops[request.get("id")] = request.get("op")
+    except (ValueError, AttributeError):
+        pass
+    server.handle_line(line)
+server.close()
+"""
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.spec("DRV-BYTES")
+def test_a_driver_sending_b64_everywhere_passes_what_the_reference_passes(tmp_path: Path) -> None:
+    """Text results (CVar values, handler names, event fields, log text) sent as ``{"b64"}``,
+    as DRV-BYTES allows, are decoded by the suite: nothing fails for the form."""
+    script = tmp_path / "b64_driver.py"
+    script.write_text(B64_DRIVER)
+    session = lambda: Subprocess([sys.executable, str(script)])  # noqa: E731
+    cases = [c for c in CASES if c.name not in REFIMPL_SANDBOX_ESCAPES]
+    results = run_cases(cases, session, handshake(session), jobs=2)
+    assert [(r.case.name, r.message[:300]) for r in results if r.outcome != PASSED] == []
+
+
 # -- the lint: every assertion in a check ---------------------------------------------------
 
 
