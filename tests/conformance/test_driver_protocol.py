@@ -25,6 +25,7 @@ from refimpl.conformance.report import (
 )
 from refimpl.conformance.report import main as report_main
 from refimpl.conformance.subprocess_adapter import Subprocess, command_line
+from refimpl.driver.components import FEATURES
 from refimpl.driver.server import OPERATIONS, Server
 from refimpl.driver.wire import Json, JsonObject, ProtocolCode, dumps, encode_bytes
 from refimpl.errors import ErrorCode
@@ -55,7 +56,12 @@ def raw(d: Subprocess, request: JsonObject, index: int = 0) -> JsonObject:
 def test_hello(driver: Subprocess) -> None:
     answer = raw(driver, {"op": "hello"})
     assert answer["status"] == "ok"
-    assert answer["result"] == {"protocol": 1, "implementation": "refimpl", "profile": "refimpl"}
+    assert answer["result"] == {
+        "protocol": 1,
+        "implementation": "refimpl",
+        "profile": "refimpl",
+        "features": list(FEATURES),
+    }
 
 
 @pytest.mark.timeout(30)
