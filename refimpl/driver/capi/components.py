@@ -27,6 +27,7 @@ from refimpl.driver.capi.abi import (
     LOG_FN,
     Bytes,
     CAction,
+    CQueueCounters,
     Library,
     MessageFunctions,
     PoolFunctions,
@@ -91,14 +92,14 @@ class PortObject:
                 self._inside -= 1
                 self._idle.notify_all()
 
-    def free(self) -> bool:
-        """Free the port's object once no call is inside it; False if calls stay blocked."""
+    def free(self) -> None:
+        """Free the port's object once no call is inside it; one still blocked after
+        ``CLOSE_WAIT_S`` keeps it, for the process's end to reclaim."""
         with self._idle:
             if not self._idle.wait_for(lambda: self._inside == 0, CLOSE_WAIT_S):
-                return False
+                return
             self._freed = True
         self._free(self.pointer)
-        return True
 
 
 class CQueue:
@@ -152,27 +153,25 @@ class CQueue:
 class CCountingQueue(CQueue):
     """A port's queue with feature ``queue.counters`` (AQ-WAITERS, AQ-COUNTERS)."""
 
-    def _counter(self, name: str) -> int:
+    def _counters(self) -> CQueueCounters:
         with self.object.inside() as q:
-            counters = self._fns.counters_of(q)
-        value: int = getattr(counters, name)
-        return value
+            return self._fns.counters_of(q)
 
     @property
     def pop_waiters(self) -> int:
-        return self._counter("pop_waiters")
+        return self._counters().pop_waiters
 
     @property
     def push_waiters(self) -> int:
-        return self._counter("push_waiters")
+        return self._counters().push_waiters
 
     @property
     def high_water(self) -> int:
-        return self._counter("high_water")
+        return self._counters().high_water
 
     @property
     def full_count(self) -> int:
-        return self._counter("full_count")
+        return self._counters().full_count
 
 
 class CPool(Generic[R]):
@@ -278,12 +277,10 @@ class CMessages:
         self._scratch = CAllocator("messages")
 
     def encode_cvar_lua(self, handler: bytes, name: bytes, old: bytes, new: bytes) -> bytes:
-        inputs = [ctypes.create_string_buffer(f, max(len(f), 1)) for f in (handler, name, old, new)]
+        values = (handler, name, old, new)
+        copies = [ctypes.create_string_buffer(v, max(len(v), 1)) for v in values]
         fields = (Bytes * 4)(
-            *(
-                Bytes(ctypes.addressof(b), len(f))
-                for b, f in zip(inputs, (handler, name, old, new), strict=True)
-            )
+            *(Bytes(ctypes.addressof(c), len(v)) for c, v in zip(copies, values, strict=True))
         )
         out = Bytes()
         checked(lambda: self._fns.encode(self._scratch.vtable, fields, out))
@@ -323,10 +320,15 @@ T = TypeVar("T")
 Made = TypeVar("Made", bound="CQueue | CPool[Token]")
 
 
+def _not_provided(feature: str) -> ProtocolError:
+    """An operation of a feature the port does not declare answers UnknownOp."""
+    return ProtocolError(ProtocolCode.UNKNOWN_OP, f"the port does not provide {feature!r}")
+
+
 def _provided(functions: T | None, feature: str) -> T:
-    """A function group of a declared feature; an operation of another answers UnknownOp."""
+    """The function group of a declared feature."""
     if functions is None:
-        raise ProtocolError(ProtocolCode.UNKNOWN_OP, f"the port does not provide {feature!r}")
+        raise _not_provided(feature)
     return functions
 
 
@@ -388,7 +390,7 @@ class Port:
         cvars: CVarRegistry | None = None,
         limits: LuaLimits = DEFAULT_LIMITS,
     ) -> Engine:
-        raise _provided(None, "engine")
+        raise _not_provided("engine")
 
     def encode_cvar_lua(self, handler: bytes, name: bytes, old: bytes, new: bytes) -> bytes:
         return _provided(self._messages, "messages").encode_cvar_lua(handler, name, old, new)
