@@ -30,24 +30,26 @@ from refimpl.state_pool import StatePool
 R = TypeVar("R")
 
 # The protocol-2 features (spec/driver-protocol.md); the refimpl provides every one.
-FEATURES = (
-    "allocator.fail_at",
-    "queue",
-    "queue.timeout",
-    "queue.counters",
-    "pool",
-    "pool.timeout",
-    "pool.counters",
-    "pool.fail_create",
-    "messages",
-    "engine",
-    "engine.stats",
-    "engine.lifecycle",
-    "engine.limits",
-    "engine.callback_raises",
-    "bindings.ecs",
-    "bindings.input",
-    "sandbox",
+FEATURES = frozenset(
+    (
+        "allocator.fail_at",
+        "queue",
+        "queue.timeout",
+        "queue.counters",
+        "pool",
+        "pool.timeout",
+        "pool.counters",
+        "pool.fail_create",
+        "messages",
+        "engine",
+        "engine.stats",
+        "engine.lifecycle",
+        "engine.limits",
+        "engine.callback_raises",
+        "bindings.ecs",
+        "bindings.input",
+        "sandbox",
+    )
 )
 
 
@@ -158,7 +160,7 @@ class Components:
     """Constructors and functions the driver's operations call."""
 
     name: str = "refimpl"
-    features: tuple[str, ...] = FEATURES
+    features: frozenset[str] = FEATURES
     allocator: Callable[[str], TrackingAllocator] = TrackingAllocator
     queue: Callable[[TrackingAllocator, int], QueueLike] = ActionQueue
     pool: PoolFactory = _pool

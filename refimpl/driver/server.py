@@ -369,7 +369,7 @@ def _hello(server: Server, args: Args) -> Json:
         "protocol": PROTOCOL_VERSION,
         "implementation": server.components.name,
         "profile": server.profile,
-        "features": list(server.components.features),
+        "features": list[Json](sorted(server.components.features)),
     }
 
 

@@ -60,7 +60,7 @@ def test_hello(driver: Subprocess) -> None:
         "protocol": 1,
         "implementation": "refimpl",
         "profile": "refimpl",
-        "features": list(FEATURES),
+        "features": sorted(FEATURES),
     }
 
 

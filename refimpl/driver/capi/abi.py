@@ -149,8 +149,8 @@ class Library:
         name = ctypes.CFUNCTYPE(ctypes.c_char_p)(("refimpl_port_name", dll))()
         self.path = path
         self.name = name.decode() if isinstance(name, bytes) else path
-        self.features = _strings(features)
-        unknown = sorted(set(self.features) - set(SYMBOLS))
+        self.features = frozenset(_strings(features))
+        unknown = sorted(self.features - set(SYMBOLS))
         if unknown:
             raise PortError(f"{path} declares features this driver does not serve: {unknown}")
         for feature in self.features:
@@ -182,7 +182,7 @@ def _missing(feature: str) -> ProtocolError:
 class QueueFunctions:
     """Features ``queue``, ``queue.timeout``, ``queue.counters``."""
 
-    def __init__(self, dll: ctypes.CDLL, features: tuple[str, ...]) -> None:
+    def __init__(self, dll: ctypes.CDLL, features: frozenset[str]) -> None:
         self._new = ctypes.CFUNCTYPE(_CODE, _VT, _SIZE, _OUT)(("refimpl_queue_new", dll))
         self._push = ctypes.CFUNCTYPE(_CODE, _P, CAction)(("refimpl_queue_push", dll))
         self._try_pop = ctypes.CFUNCTYPE(_CODE, _P, _ACTION_OUT, _BOOL_OUT)(
@@ -245,7 +245,7 @@ class PoolFunctions:
     """Features ``pool``, ``pool.timeout``, ``pool.counters`` (``pool.fail_create`` is the
     harness's create callback)."""
 
-    def __init__(self, dll: ctypes.CDLL, features: tuple[str, ...]) -> None:
+    def __init__(self, dll: ctypes.CDLL, features: frozenset[str]) -> None:
         self._new = ctypes.CFUNCTYPE(_CODE, _VT, _SIZE, CREATE_FN, DESTROY_FN, _P, _OUT)(
             ("refimpl_pool_new", dll)
         )
