@@ -114,7 +114,8 @@ class Implementation(Protocol):
     name: str
 
     def hello(self) -> JsonObject:
-        """The handshake's result: ``protocol``, ``implementation``, ``profile``."""
+        """The handshake's result: ``protocol``, ``implementation``, ``profile``,
+        ``features`` (DRV-HELLO, DRV-FEATURES)."""
         ...
 
     def start(self, thread: str, op: str, args: JsonObject, wait_ms: int) -> Reply:
@@ -125,7 +126,22 @@ class Implementation(Protocol):
         """The final answer of a pending call; :class:`DriverHung` after ``timeout_s``."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """End the session: end of input, then a bounded wait for the driver (DRV-EOF)."""
+        ...
+
+    def kill(self) -> None:
+        """End the session at once (after a hang or a crash): nothing of it may linger."""
+        ...
+
+
+def features_of(hello: JsonObject) -> frozenset[str]:
+    """The features a ``hello`` result declares (DRV-FEATURES); a malformed list declares
+    none."""
+    listed = hello.get("features")
+    if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
+        return frozenset()
+    return frozenset(str(f) for f in listed)
 
 
 def to_reply(answer: JsonObject) -> Reply:

@@ -43,3 +43,6 @@ class InProcess:
 
     def close(self) -> None:
         self._server.close()
+
+    def kill(self) -> None:
+        self._server.close()

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -58,8 +59,10 @@ class Subprocess:
             stderr=subprocess.PIPE,
             text=True,
             encoding="utf-8",
+            errors="replace",
             bufsize=1,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
         )
         threading.Thread(target=self._read, name="driver-stdout", daemon=True).start()
         threading.Thread(target=self._drain_stderr, name="driver-stderr", daemon=True).start()
@@ -123,15 +126,22 @@ class Subprocess:
         assert not isinstance(reply, Pending)
         return reply
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 5.0) -> None:
+        """Close the driver's input and give it ``grace_s`` to exit (DRV-EOF), then kill it."""
         if self._proc.stdin is not None and not self._proc.stdin.closed:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
         try:
-            self._proc.wait(timeout=15)
+            self._proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill the driver and everything it started (its own process group)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.kill()
+        self._proc.wait()
 
     @property
     def returncode(self) -> int | None:

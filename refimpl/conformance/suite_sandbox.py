@@ -132,82 +132,89 @@ assert(#bad == 0, "userdata reachable: " .. table.concat(bad, ", "))
 """
 
 
-@case("SBX-HOST-LIBS-ABSENT", "SBX-NO-PYTHON")
+@case(
+    "SBX-HOST-LIBS-ABSENT", "SBX-NO-PYTHON", features=("engine", "pool", "pool.timeout", "sandbox")
+)
 def sandbox_no_host(t: Tester) -> None:
     e = t.engine()
-    _ok_everywhere(t, e, NO_HOST, "a host-reaching name is reachable")
+    with t.checking("SBX-HOST-LIBS-ABSENT"):
+        _ok_everywhere(t, e, NO_HOST, "a host-reaching name is reachable")
     with t.checking("SBX-NO-PYTHON"):
         _ok_everywhere(t, e, NO_FOREIGN, "a host object is reachable")
     t.close_engine(e)
 
 
-@case("SBX-STDLIBS-OPEN")
+@case("SBX-STDLIBS-OPEN", features=("engine", "pool", "pool.timeout", "sandbox"))
 def sandbox_stdlibs_open(t: Tester) -> None:
     e = t.engine()
-    script = f"""
-for _, k in ipairs({_lua_list(BASE)}) do
-  assert(type(_G[k]) == "function", "base function " .. k .. " missing")
-end
-for _, k in ipairs({_lua_list(LIBRARIES[:-1])}) do
-  assert(type(_G[k]) == "table", "library " .. k .. " missing")
-end
-assert(_VERSION == "Lua 5.4")
-assert(string.format("%d-%s", 7, "x") == "7-x" and ("ab"):upper() == "AB")
-assert(table.concat({{1, 2, 3}}, ",") == "1,2,3" and select("#", table.unpack({{1, 2}})) == 2)
-assert(math.floor(2.5) == 2 and math.type(1) == "integer" and math.maxinteger > 0)
-assert(utf8.char(228) == "\\xC3\\xA4" and utf8.len("\\xC3\\xA4") == 1)
-local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end)
-assert(co(1) == 2 and co(5) == 10)
-assert(math.type(os.time()) == "integer" and type(os.clock()) == "number")
-assert(type(os.date("%Y")) == "string" and os.difftime(2, 1) == 1)
-assert(load("return 1 + 1")() == 2 and select(2, pcall(error, "e", 0)) == "e")
-"""
-    _ok_everywhere(t, e, script, "a standard library is not open")
+    with t.checking("SBX-STDLIBS-OPEN"):
+        script = f"""
+    for _, k in ipairs({_lua_list(BASE)}) do
+      assert(type(_G[k]) == "function", "base function " .. k .. " missing")
+    end
+    for _, k in ipairs({_lua_list(LIBRARIES[:-1])}) do
+      assert(type(_G[k]) == "table", "library " .. k .. " missing")
+    end
+    assert(_VERSION == "Lua 5.4")
+    assert(string.format("%d-%s", 7, "x") == "7-x" and ("ab"):upper() == "AB")
+    assert(table.concat({{1, 2, 3}}, ",") == "1,2,3" and select("#", table.unpack({{1, 2}})) == 2)
+    assert(math.floor(2.5) == 2 and math.type(1) == "integer" and math.maxinteger > 0)
+    assert(utf8.char(228) == "\\xC3\\xA4" and utf8.len("\\xC3\\xA4") == 1)
+    local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end)
+    assert(co(1) == 2 and co(5) == 10)
+    assert(math.type(os.time()) == "integer" and type(os.clock()) == "number")
+    assert(type(os.date("%Y")) == "string" and os.difftime(2, 1) == 1)
+    assert(load("return 1 + 1")() == 2 and select(2, pcall(error, "e", 0)) == "e")
+    """
+        _ok_everywhere(t, e, script, "a standard library is not open")
     t.close_engine(e)
 
 
-@case("SBX-HOST-LIBS-OPTION")
+@case(
+    "SBX-HOST-LIBS-OPTION", features=("engine", "engine.limits", "pool", "pool.timeout", "sandbox")
+)
 def sandbox_host_libraries_option(t: Tester) -> None:
     e = t.engine(limits={"host_libraries": True})
-    script = f"""
-for _, k in ipairs({_lua_list(HOST_NAMES)}) do
-  assert(_G[k] ~= nil, "host library " .. k .. " missing with host_libraries")
-end
-for _, k in ipairs({_lua_list(HOST_OS)}) do
-  assert(type(os[k]) == "function", "os." .. k .. " missing with host_libraries")
-end
-assert(python == nil and package.loaded.python == nil, "python reachable")
--- Whatever debug reaches behind the bindings must stay opaque.
-local seen, found = {{}}, {{}}
-local function walk(v, depth)
-  if type(v) == "userdata" and io.type(v) == nil then found[#found + 1] = v end
-  if seen[v] or depth > 5 then return end
-  if type(v) == "function" then
-    seen[v] = true
-    for i = 1, 255 do
-      local name, up = debug.getupvalue(v, i)
-      if name == nil then break end
-      walk(up, depth + 1)
+    with t.checking("SBX-HOST-LIBS-OPTION"):
+        script = f"""
+    for _, k in ipairs({_lua_list(HOST_NAMES)}) do
+      assert(_G[k] ~= nil, "host library " .. k .. " missing with host_libraries")
     end
-  elseif type(v) == "table" then
-    seen[v] = true
-    for k, x in next, v do walk(k, depth + 1) walk(x, depth + 1) end
-    walk(debug.getmetatable(v), depth + 1)
-  end
-end
-for _, m in ipairs({_lua_list(MODULES)}) do
-  for _, f in pairs(_G[m]) do walk(f, 0) end
-end
-walk(exec, 0)
-walk(debug.getregistry(), 0)
-for _, u in ipairs(found) do
-  for _, key in ipairs({{"__class__", "__dict__", "__globals__", "__init__", 1}}) do
-    local ok = pcall(function() return u[key] end)
-    assert(not ok, "a host object behind the bindings answers index " .. tostring(key))
-  end
-end
-"""
-    _ok_everywhere(t, e, script, "host_libraries")
+    for _, k in ipairs({_lua_list(HOST_OS)}) do
+      assert(type(os[k]) == "function", "os." .. k .. " missing with host_libraries")
+    end
+    assert(python == nil and package.loaded.python == nil, "python reachable")
+    -- Whatever debug reaches behind the bindings must stay opaque.
+    local seen, found = {{}}, {{}}
+    local function walk(v, depth)
+      if type(v) == "userdata" and io.type(v) == nil then found[#found + 1] = v end
+      if seen[v] or depth > 5 then return end
+      if type(v) == "function" then
+        seen[v] = true
+        for i = 1, 255 do
+          local name, up = debug.getupvalue(v, i)
+          if name == nil then break end
+          walk(up, depth + 1)
+        end
+      elseif type(v) == "table" then
+        seen[v] = true
+        for k, x in next, v do walk(k, depth + 1) walk(x, depth + 1) end
+        walk(debug.getmetatable(v), depth + 1)
+      end
+    end
+    for _, m in ipairs({_lua_list(MODULES)}) do
+      for _, f in pairs(_G[m]) do walk(f, 0) end
+    end
+    walk(exec, 0)
+    walk(debug.getregistry(), 0)
+    for _, u in ipairs(found) do
+      for _, key in ipairs({{"__class__", "__dict__", "__globals__", "__init__", 1}}) do
+        local ok = pcall(function() return u[key] end)
+        assert(not ok, "a host object behind the bindings answers index " .. tostring(key))
+      end
+    end
+    """
+        _ok_everywhere(t, e, script, "host_libraries")
     t.close_engine(e)
 
 
@@ -230,54 +237,56 @@ assert(load("return 6 * 7", "=c", "t")() == 42, "load refused a text chunk")
 """
 
 
-@case("SBX-LOAD-TEXT")
+@case("SBX-LOAD-TEXT", features=("engine", "pool", "pool.timeout", "sandbox"))
 def sandbox_load_text(t: Tester) -> None:
     e = t.engine()
-    _ok_everywhere(t, e, LOAD_TEXT, "load and binary chunks")
-    result = t.execute(e, b"\x1bLuaT\x00\x19\x93\r\n\x1a\n\x04\x08\x08xV\x00\x00")
-    t.equal(result["success"], False, "success of a script that is a binary chunk")
-    t.run_ok(e, "return 1")
-    t.close_engine(e)
+    with t.checking("SBX-LOAD-TEXT"):
+        _ok_everywhere(t, e, LOAD_TEXT, "load and binary chunks")
+        result = t.execute(e, b"\x1bLuaT\x00\x19\x93\r\n\x1a\n\x04\x08\x08xV\x00\x00")
+        t.equal(result["success"], False, "success of a script that is a binary chunk")
+        t.run_ok(e, "return 1")
+        t.close_engine(e)
 
 
 # -- protected globals and fields ----------------------------------------------------------
 
 
-@case("SBX-PROTECTED-GLOBALS")
+@case("SBX-PROTECTED-GLOBALS", features=("engine", "pool", "pool.timeout", "sandbox"))
 def sandbox_protected_globals(t: Tester) -> None:
     e = t.engine()
-    script = f"""
-local function attempts(k, fake)
-  return {{
-    function() _G[k] = fake end,
-    function() _ENV[k] = fake end,
-    function() rawset(_G, k, fake) end,
-    function() rawset(_ENV, k, fake) end,
-    function() load(k .. " = ...")(fake) end,
-  }}
-end
-for _, k in ipairs({_lua_list(PROTECTED)}) do
-  local before = _G[k]
-  for i, try in ipairs(attempts(k, function() return "replaced" end)) do
-    local ok = pcall(try)
-    assert(not ok, "assignment " .. i .. " to protected global " .. k .. " raised no error")
-    assert(_G[k] == before, "protected global " .. k .. " changed by assignment " .. i)
-  end
-end
-"""
-    _ok_everywhere(t, e, script, "protected globals")
-    for name in ("print", "cvar", "string", "pairs"):
-        result = t.execute(e, f"{name} = nil")
-        t.equal(result["success"], False, f"uncaught assignment to {name}")
-    kinds = " ".join(
-        f'assert(type({k}) == "{"function" if k in (*BASE, "exec") else "table"}")'
-        for k in PROTECTED
-    )
-    _ok_everywhere(t, e, kinds, "a protected global changed in a later lease")
-    t.close_engine(e)
+    with t.checking("SBX-PROTECTED-GLOBALS"):
+        script = f"""
+    local function attempts(k, fake)
+      return {{
+        function() _G[k] = fake end,
+        function() _ENV[k] = fake end,
+        function() rawset(_G, k, fake) end,
+        function() rawset(_ENV, k, fake) end,
+        function() load(k .. " = ...")(fake) end,
+      }}
+    end
+    for _, k in ipairs({_lua_list(PROTECTED)}) do
+      local before = _G[k]
+      for i, try in ipairs(attempts(k, function() return "replaced" end)) do
+        local ok = pcall(try)
+        assert(not ok, "assignment " .. i .. " to protected global " .. k .. " raised no error")
+        assert(_G[k] == before, "protected global " .. k .. " changed by assignment " .. i)
+      end
+    end
+    """
+        _ok_everywhere(t, e, script, "protected globals")
+        for name in ("print", "cvar", "string", "pairs"):
+            result = t.execute(e, f"{name} = nil")
+            t.equal(result["success"], False, f"uncaught assignment to {name}")
+        kinds = " ".join(
+            f'assert(type({k}) == "{"function" if k in (*BASE, "exec") else "table"}")'
+            for k in PROTECTED
+        )
+        _ok_everywhere(t, e, kinds, "a protected global changed in a later lease")
+        t.close_engine(e)
 
 
-@case("SBX-PROTECTED-FIELDS")
+@case("SBX-PROTECTED-FIELDS", features=("engine", "pool", "pool.timeout", "sandbox"))
 def sandbox_protected_fields(t: Tester) -> None:
     e = t.engine()
     fields = "{" + ", ".join(f'{{"{m}", "{f}"}}' for m, f in FIELDS) + "}"
@@ -301,39 +310,41 @@ for _, mf in ipairs({fields}) do
   end
 end
 """
-    _ok_everywhere(t, e, script, "protected fields")
-    t.execute(e, 'string.rep = function() return "replaced" end')
-    t.execute(e, 'rawset(string, "format", function() return "replaced" end)')
-    t.execute(e, "cvar.get = nil")
-    _ok_everywhere(
-        t,
-        e,
-        'assert(string.rep("a", 2) == "aa" and string.format("%d", 1) == "1")\n'
-        'assert(type(cvar.get) == "function")',
-        "a field changed in a later lease",
-    )
+    with t.checking("SBX-PROTECTED-FIELDS"):
+        _ok_everywhere(t, e, script, "protected fields")
+        t.execute(e, 'string.rep = function() return "replaced" end')
+        t.execute(e, 'rawset(string, "format", function() return "replaced" end)')
+        t.execute(e, "cvar.get = nil")
+        _ok_everywhere(
+            t,
+            e,
+            'assert(string.rep("a", 2) == "aa" and string.format("%d", 1) == "1")\n'
+            'assert(type(cvar.get) == "function")',
+            "a field changed in a later lease",
+        )
     t.close_engine(e)
 
 
 # -- globals -------------------------------------------------------------------------------
 
 
-@case("SBX-GLOBALS-PERSIST")
+@case("SBX-GLOBALS-PERSIST", features=("engine", "pool", "pool.timeout", "sandbox"))
 def sandbox_globals_persist(t: Tester) -> None:
     e = t.engine(workers=2)
     states = _states(t, e)
-    for s in states:
-        result = _run(t, s, f'MARK = "{s}" function Mark() return MARK end')
-        t.equal(result["success"], True, "defining globals")
-    _release(t, e, states)
-    for _ in range(2):
-        again = _states(t, e)
-        t.equal(sorted(again), sorted(states), "the pool's states")
-        for s in again:
-            result = _run(t, s, f'assert(MARK == "{s}" and Mark() == "{s}")')
-            t.equal(result["success"], True, f"globals of state {s} after a new lease")
-        _release(t, e, again)
-    t.close_engine(e)
+    with t.checking("SBX-GLOBALS-PERSIST"):
+        for s in states:
+            result = _run(t, s, f'MARK = "{s}" function Mark() return MARK end')
+            t.equal(result["success"], True, "defining globals")
+        _release(t, e, states)
+        for _ in range(2):
+            again = _states(t, e)
+            t.equal(sorted(again), sorted(states), "the pool's states")
+            for s in again:
+                result = _run(t, s, f'assert(MARK == "{s}" and Mark() == "{s}")')
+                t.equal(result["success"], True, f"globals of state {s} after a new lease")
+            _release(t, e, again)
+        t.close_engine(e)
 
 
 # -- limits --------------------------------------------------------------------------------
@@ -345,19 +356,25 @@ function Hog() HOGGED = {{}} for i = 1, 1e8 do HOGGED[i] = {{}} end end
 """
 
 
-@case("SBX-LIMIT-PER-CALL", "SBX-LIMIT-COROUTINES", "SBX-LIMIT-NO-ESCAPE")
+@case(
+    "SBX-LIMIT-PER-CALL",
+    "SBX-LIMIT-COROUTINES",
+    "SBX-LIMIT-NO-ESCAPE",
+    features=("engine", "engine.limits", "pool", "sandbox"),
+)
 def sandbox_instruction_limits(t: Tester) -> None:
     e = t.engine(limits=LIMITS, prelude=[b(HANDLERS)])
     state = str(t.call("pool.acquire", pool=e["pool"]))
-    for i in range(6):
-        result = _run(t, state, SPEND)
-        t.equal(result["success"], True, f"script {i} using a quarter of the budget")
-    result = _run(t, state, f"for j = 1, 8 do {SPEND} end")
-    t.equal(result["success"], False, "one script using twice the budget")
-    t.logs()
-    for _ in range(6):
-        t.call("lua.call_handler", state=state, name=b("Spend"), args=[])
-    t.expect(not t.logged(t.logs(), "error", ""), "a handler within its budget failed")
+    with t.checking("SBX-LIMIT-PER-CALL"):
+        for i in range(6):
+            result = _run(t, state, SPEND)
+            t.equal(result["success"], True, f"script {i} using a quarter of the budget")
+        result = _run(t, state, f"for j = 1, 8 do {SPEND} end")
+        t.equal(result["success"], False, "one script using twice the budget")
+        t.logs()
+        for _ in range(6):
+            t.call("lua.call_handler", state=state, name=b("Spend"), args=[])
+        t.expect(not t.logged(t.logs(), "error", ""), "a handler within its budget failed")
     with t.checking("SBX-LIMIT-COROUTINES"):
         for script in (
             "local c = coroutine.create(function() local x = 0 "
@@ -382,22 +399,24 @@ def sandbox_instruction_limits(t: Tester) -> None:
     t.close_engine(e)
 
 
-@case("SBX-MAX-MEMORY", "LH-CALL-LIMITS")
+@case("SBX-MAX-MEMORY", "LH-CALL-LIMITS", features=("engine", "engine.limits", "pool", "sandbox"))
 def sandbox_memory_limit(t: Tester) -> None:
     e = t.engine(limits=LIMITS, prelude=[b(HANDLERS)])
     state = str(t.call("pool.acquire", pool=e["pool"]))
-    for script in (
-        f'local s = string.rep("x", {2 * MEMORY})',
-        "local t = {} for i = 1, 1e8 do t[i] = {} end",
-        "HOG = {} for i = 1, 1e8 do HOG[i] = {} end",
-        f'local parts = {{}} for i = 1, 64 do parts[i] = string.rep("y", {MEMORY // 16}) .. i end',
-    ):
-        result = _run(t, state, script)
-        t.equal(result["success"], False, f"success of {script!r}")
-        message = unb(result["message"])
-        t.expect(b"not enough memory" in message, f"message {message!r}")
-        after = _run(t, state, f'local s = string.rep("z", {MEMORY // 4}) assert(#s > 0)')
-        t.equal(after["success"], True, f"the state after {script!r}")
+    with t.checking("SBX-MAX-MEMORY"):
+        for script in (
+            f'local s = string.rep("x", {2 * MEMORY})',
+            "local t = {} for i = 1, 1e8 do t[i] = {} end",
+            "HOG = {} for i = 1, 1e8 do HOG[i] = {} end",
+            "local parts = {} for i = 1, 64 do"
+            f' parts[i] = string.rep("y", {MEMORY // 16}) .. i end',
+        ):
+            result = _run(t, state, script)
+            t.equal(result["success"], False, f"success of {script!r}")
+            message = unb(result["message"])
+            t.expect(b"not enough memory" in message, f"message {message!r}")
+            after = _run(t, state, f'local s = string.rep("z", {MEMORY // 4}) assert(#s > 0)')
+            t.equal(after["success"], True, f"the state after {script!r}")
     with t.checking("LH-CALL-LIMITS"):
         for handler in ("SpendAll", "Hog"):
             t.logs()

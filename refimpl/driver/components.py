@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 from refimpl.action_queue import Action, ActionQueue
 from refimpl.allocator import TrackingAllocator
 from refimpl.cvar import CVarRegistry
+from refimpl.driver.features import ALL as ALL_FEATURES
 from refimpl.engine import Engine
 from refimpl.lua import (
     DEFAULT_LIMITS,
@@ -28,29 +29,6 @@ from refimpl.messages import CVarLuaMessage, encode_cvar_lua, is_error_result, p
 from refimpl.state_pool import StatePool
 
 R = TypeVar("R")
-
-# The protocol-2 features (spec/driver-protocol.md); the refimpl provides every one.
-FEATURES = frozenset(
-    (
-        "allocator.fail_at",
-        "queue",
-        "queue.timeout",
-        "queue.counters",
-        "pool",
-        "pool.timeout",
-        "pool.counters",
-        "pool.fail_create",
-        "messages",
-        "engine",
-        "engine.stats",
-        "engine.lifecycle",
-        "engine.limits",
-        "engine.callback_raises",
-        "bindings.ecs",
-        "bindings.input",
-        "sandbox",
-    )
-)
 
 
 @runtime_checkable
@@ -160,7 +138,7 @@ class Components:
     """Constructors and functions the driver's operations call."""
 
     name: str = "refimpl"
-    features: frozenset[str] = FEATURES
+    features: frozenset[str] = ALL_FEATURES
     allocator: Callable[[str], TrackingAllocator] = TrackingAllocator
     queue: Callable[[TrackingAllocator, int], QueueLike] = ActionQueue
     pool: PoolFactory = _pool

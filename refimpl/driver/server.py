@@ -31,6 +31,7 @@ from refimpl.driver.components import (
     QueueLike,
     Token,
 )
+from refimpl.driver.features import CORE
 from refimpl.driver.wire import (
     PROTOCOL_VERSION,
     Json,
@@ -47,7 +48,7 @@ from refimpl.driver.wire import (
     request_id,
 )
 from refimpl.engine import Engine
-from refimpl.errors import ScriptingError
+from refimpl.errors import OutOfMemory, ScriptingError
 from refimpl.lua import DEFAULT_LIMITS, LuaLimits, LuaState
 
 T = TypeVar("T")
@@ -369,7 +370,7 @@ def _hello(server: Server, args: Args) -> Json:
         "protocol": PROTOCOL_VERSION,
         "implementation": server.components.name,
         "profile": server.profile,
-        "features": list[Json](sorted(server.components.features)),
+        "features": list[Json](sorted(server.components.features - {CORE})),
     }
 
 
@@ -393,7 +394,11 @@ def _allocator_new(server: Server, args: Args) -> Json:
 
 @operation("allocator.fail_at")
 def _allocator_fail_at(server: Server, args: Args) -> Json:
-    args.handle("allocator", TrackingAllocator).fail_at(args.integer("k"))
+    """The k-th allocation from now fails (MEM-FAIL-AT); k < 1 is ``InvalidArgument``."""
+    k = args.integer("k")
+    if k < 1:
+        raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "args.k: at least 1")
+    args.handle("allocator", TrackingAllocator).fail_at(k)
     return None
 
 
@@ -521,7 +526,7 @@ def _pool_new(server: Server, args: Args) -> Json:
     def create(_: TrackingAllocator) -> Token:
         record.created += 1
         if record.created == fail_at:
-            raise MemoryError("create_fn failed on request")
+            raise OutOfMemory("create_fn failed on request")
         return Token(record.created)
 
     def destroy(token: Token) -> None:

@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from refimpl.conformance import suite_core
+from refimpl.conformance.cases import PASSED
 from refimpl.conformance.implementation import Err, Ok, Pending
+from refimpl.conformance.report import NA, PASS, Profile, classify, load_rules
+from refimpl.conformance.sessions import handshake, run_cases
 from refimpl.conformance.subprocess_adapter import Subprocess, command_line
-from refimpl.conformance.suite import CASES, Case, run_case
+from refimpl.conformance.suite import CASES
 from refimpl.driver.capi.abi import ERROR_CODES, raise_for
 from refimpl.driver.capi.memory import CAllocator, CBuffer, checked
+from refimpl.driver.features import CORE
 from refimpl.driver.wire import Json, ProtocolCode, ProtocolError, encode_bytes
 from refimpl.errors import DoubleFree, ErrorCode, InvalidArgument, WrongAllocator
 
@@ -33,8 +36,9 @@ LIBRARY = PORT / "libport.so"
 DECLARED = re.findall(
     r'"([\w.]+)"', (PORT / "port.c").read_text().split("features[] = {")[1].split("}")[0]
 )
-# The cases of the port's features: the core suite but the one case that builds an engine.
-PORT_CASES = [c for c in CASES if c.module == suite_core.__name__ and c.name != "error_codes"]
+# The cases of the features the port declares, and the rules they cite.
+PORT_CASES = [c for c in CASES if c.features <= {*DECLARED, CORE}]
+PORT_RULES = sorted({rule for c in PORT_CASES for rule in c.rules})
 
 
 def driver_command(library: Path) -> list[str]:
@@ -86,24 +90,24 @@ def ok(d: Subprocess, op: str, thread: str = "main", **args: Json) -> Json:
 # -- every case of the declared features, each against a fresh driver ----------------------
 
 
-@pytest.fixture(scope="module")
-def session(library: Path) -> Iterator[Subprocess]:
-    """One driver for every case, as ``tests/conformance/test_suite.py`` runs the refimpl."""
-    d = Subprocess(driver_command(library))
-    d.hello()
-    yield d
-    d.close()
-
-
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "case",
-    [pytest.param(c, id=c.name, marks=pytest.mark.spec(*c.rules)) for c in PORT_CASES],
-)
-@pytest.mark.spec("DRV-CAPI-FEATURES", "DRV-CAPI-THREADS", "DRV-CAPI-ALLOCATOR")
-def test_c_port_passes_its_cases(session: Subprocess, case: Case) -> None:
-    result = run_case(case, session)
-    assert result.outcome == "pass", f"{result.rule}: {result.message}"
+@pytest.mark.timeout(120)
+@pytest.mark.spec("DRV-CAPI-FEATURES", "DRV-CAPI-THREADS", "DRV-CAPI-ALLOCATOR", *PORT_RULES)
+def test_c_port_passes_every_case_of_its_features(library: Path) -> None:
+    """Every case, as ``python -m refimpl.conformance --session`` runs them (one driver, a new
+    one after a crash; the per-case default takes five times longer): each case of a declared
+    feature passes, every other case is not run for a feature the port does not declare, and
+    each rule those cases cite is a pass."""
+    session = lambda: Subprocess(driver_command(library))  # noqa: E731
+    plan = handshake(session)
+    assert plan.features == set(DECLARED)
+    results = run_cases(CASES, session, plan, shared=True)
+    ran = {r.case.name: r for r in results if r.case in PORT_CASES}
+    failed = [(name, r.outcome, r.message[:300]) for name, r in ran.items() if r.outcome != PASSED]
+    assert failed == []
+    assert all(plan.missing(r.case) for r in results if r.case not in PORT_CASES)
+    status = classify(load_rules(), results, Profile("c-port"))
+    assert {rule for rule in PORT_RULES if status[rule].status != PASS} == set()
+    assert status["ERR-CODES"].status in (PASS, NA)
 
 
 # -- DRV-CAPI-FEATURES ---------------------------------------------------------------------
