@@ -102,7 +102,7 @@ server.close()
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.spec("DRV-BYTES")
+@pytest.mark.spec("DRV-BYTES", "DRV-SESSION-PER-CASE")
 def test_a_driver_sending_b64_everywhere_passes_what_the_reference_passes(tmp_path: Path) -> None:
     """Text results (CVar values, handler names, event fields, log text) sent as ``{"b64"}``,
     as DRV-BYTES allows, are decoded by the suite: nothing fails for the form."""
@@ -110,7 +110,7 @@ def test_a_driver_sending_b64_everywhere_passes_what_the_reference_passes(tmp_pa
     script.write_text(B64_DRIVER)
     session = lambda: Subprocess([sys.executable, str(script)])  # noqa: E731
     cases = [c for c in CASES if c.name not in REFIMPL_SANDBOX_ESCAPES]
-    results = run_cases(cases, session, handshake(session), jobs=2)
+    results = run_cases(cases, session, handshake(session), shared=True)  # --session mode
     assert [(r.case.name, r.message[:300]) for r in results if r.outcome != PASSED] == []
 
 
