@@ -91,7 +91,7 @@ def test_no_python_even_with_host_libraries() -> None:
     # What the debug library can dig out of lupa's wrappers is opaque: no attribute access.
     script = """
       local impl
-      for i = 1, 5 do
+      for i = 1, 60 do
         local _, v = debug.getupvalue(cvar.set, i)
         if type(v) == "userdata" then impl = v end
       end
