@@ -63,6 +63,12 @@ class Binding(Protocol):
     def __call__(self, *args: object) -> tuple[object, ...]: ...
 
 
+class _HostCall(Protocol):
+    """A host function as the sandbox calls it: the argument mask, then the arguments."""
+
+    def __call__(self, mask: int, *raw: object) -> tuple[object, ...]: ...
+
+
 @dataclass(frozen=True)
 class LuaLimits:
     """Bounds for one state (SBX-MAX-MEMORY, SBX-MAX-INSTRUCTIONS, SBX-LIMITS-DEFAULTS,
@@ -113,6 +119,11 @@ class HandlerOutcome(enum.Enum):
 
 
 _OUTCOMES = {outcome.value.encode(): outcome for outcome in HandlerOutcome}
+# What each kernel entry answers when the call cannot be made for lack of memory.
+_OUT_OF_MEMORY: dict[bytes, tuple[object, object]] = {
+    b"run": (False, MEMORY_ERROR),
+    b"call": (b"error", MEMORY_ERROR),
+}
 
 
 @dataclass(frozen=True)
@@ -460,24 +471,23 @@ class LuaState:
         used = self._runtime.get_memory_used()
         cap = self.limits.max_memory
         entry = self._entries[name]
-        failed = (False if name == b"run" else b"error"), MEMORY_ERROR
         try:
             if 2 * used + need <= cap:
                 result = entry(self._role(), None, *args)
             else:
                 packed = pack_values(args)
                 if used + len(packed) + STRING_COST + PUSH_MARGIN > cap:
-                    return failed
+                    return _OUT_OF_MEMORY[name]
                 result = entry(self._role(), packed)
         except lua54.LuaMemoryError:
             # The sandbox itself ran out of memory before the user code's pcall could.
-            return failed
+            return _OUT_OF_MEMORY[name]
         if not isinstance(result, tuple):
             return result, None
         first, *rest = result
         return first, rest[0] if rest else None
 
-    def _crossing(self, name: str, function: Binding) -> Callable[..., tuple[object, ...]]:
+    def _crossing(self, name: str, function: Binding) -> _HostCall:
         """``function`` as the sandbox calls it: flagged arguments unboxed, results checked to
         fit under the memory cap before lupa pushes them (outside any protected call, where a
         failure would jump over the interpreter's frames); a Python error becomes a Lua error

@@ -59,7 +59,8 @@ def run_exec(lua: str, *, timeout: float = CHILD_TIMEOUT, memory: int = CHILD_ME
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua)
     try:
-        return run_child(["-m", "refimpl", "exec", "--file", f.name], timeout=timeout, memory=memory)
+        argv = ["-m", "refimpl", "exec", "--file", f.name]
+        return run_child(argv, timeout=timeout, memory=memory)
     finally:
         os.unlink(f.name)
 

@@ -30,8 +30,7 @@ print("peak MiB", peak, "closed", len(e.allocator.live()))
 
 HOST_FLOODS = {
     "cvar.set with 1 MB values": (
-        "local s = string.rep('x', 1024 * 1024)"
-        " for i = 1, 2000 do cvar.set('s', s .. i) end"
+        "local s = string.rep('x', 1024 * 1024) for i = 1, 2000 do cvar.set('s', s .. i) end"
     ),
     "exec with 1 MB scripts": (
         "local s = '-- ' .. string.rep('x', 1024 * 1024) for i = 1, 2000 do exec(s) end"

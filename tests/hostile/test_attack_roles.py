@@ -28,16 +28,14 @@ cvar.on_change("r_helper", "MainHelper")
 
 # Each one tries to make the main thread run the worker's code (cvar.set is main-thread only).
 SUBSTITUTIONS = {
-    "redefine the prelude handler": (
-        "function OnFOVChanged() cvar.set('r_secret', 'pwned') end"
+    "redefine the prelude handler": ("function OnFOVChanged() cvar.set('r_secret', 'pwned') end"),
+    "assign the handler through _G": (
+        "_G.OnFOVChanged = function() cvar.set('r_secret', 'pwned') end"
     ),
-    "assign the handler through _G": "_G.OnFOVChanged = function() cvar.set('r_secret', 'pwned') end",
     "rawset the handler": (
         "rawset(_G, 'OnFOVChanged', function() cvar.set('r_secret', 'pwned') end)"
     ),
-    "redefine a main-defined handler": (
-        "function MainHelper() cvar.set('r_secret', 'pwned') end"
-    ),
+    "redefine a main-defined handler": ("function MainHelper() cvar.set('r_secret', 'pwned') end"),
     "a metatable on a prelude table": (
         "setmetatable(Settings, {__index = function() cvar.set('r_secret', 'pwned') return 0 end})"
     ),
