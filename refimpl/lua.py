@@ -119,6 +119,7 @@ class HandlerOutcome(enum.Enum):
 
 
 _OUTCOMES = {outcome.value.encode(): outcome for outcome in HandlerOutcome}
+_get_ident = threading.get_ident
 # What each kernel entry answers when the call cannot be made for lack of memory.
 _OUT_OF_MEMORY: dict[bytes, tuple[object, object]] = {
     b"run": (False, MEMORY_ERROR),
@@ -369,7 +370,8 @@ class LuaState:
     def run_chunk(self, script: bytes, chunkname: bytes = SCRIPT_CHUNKNAME) -> tuple[bool, bytes]:
         """Load ``script`` as a text chunk and run it under the limits; ``(True, b"")`` or
         ``(False, error text)``. Return values are discarded (LH-EXEC-OK, SBX-LOAD-TEXT)."""
-        self._seal()
+        if not self._sealed:
+            self._seal()
         return self._run(script, chunkname)
 
     def _run(self, script: bytes, chunkname: bytes) -> tuple[bool, bytes]:
@@ -378,7 +380,8 @@ class LuaState:
 
     def call_global(self, name: bytes, args: Sequence[bytes]) -> tuple[HandlerOutcome, bytes]:
         """Call the global function ``name`` with string ``args`` under the limits."""
-        self._seal()
+        if not self._sealed:
+            self._seal()
         status, detail = self._call_kernel(b"call", name, *args)
         return _OUTCOMES[_text(status)], b"" if detail is None else _text(detail)
 
@@ -452,11 +455,6 @@ class LuaState:
         finally:
             self._runtime.set_max_memory(self.limits.max_memory)
 
-    def _role(self) -> bool | None:
-        if not self._sealed:
-            return None
-        return threading.get_ident() == self.main_thread
-
     def _call_kernel(self, name: bytes, *args: bytes) -> tuple[object, object]:
         if self.closed:
             raise ShutDown("the Lua state is closed")
@@ -465,20 +463,19 @@ class LuaState:
         # process. Plain pushes only while a Lua string-table growth (at most the heap in use)
         # and the strings fit with room to spare; else one string of known size, or no call
         # at all (SBX-CROSSING-FITS, HOS-BIG-INPUT).
-        need = PUSH_MARGIN
-        for arg in args:
-            need += len(arg) + STRING_COST
+        need = PUSH_MARGIN + STRING_COST * len(args) + sum(map(len, args))
         used = self._runtime.get_memory_used()
         cap = self.limits.max_memory
         entry = self._entries[name]
+        role = _get_ident() == self.main_thread if self._sealed else None
         try:
             if 2 * used + need <= cap:
-                result = entry(self._role(), None, *args)
+                result = entry(role, None, *args)
             else:
                 packed = pack_values(args)
                 if used + len(packed) + STRING_COST + PUSH_MARGIN > cap:
                     return _OUT_OF_MEMORY[name]
-                result = entry(self._role(), packed)
+                result = entry(role, packed)
         except lua54.LuaMemoryError:
             # The sandbox itself ran out of memory before the user code's pcall could.
             return _OUT_OF_MEMORY[name]

@@ -25,8 +25,8 @@ local max_instructions, host_libraries, print_impl, max_host_bytes, max_depth, m
 
 local G = _G
 local sethook, rawgetmetatable = debug.sethook, debug.getmetatable
-local cocreate, coresume, costatus, coclose = coroutine.create, coroutine.resume,
-    coroutine.status, coroutine.close
+local cocreate, coresume, coyield, coclose = coroutine.create, coroutine.resume,
+    coroutine.yield, coroutine.close
 local load, pcall, xpcall, error, type, tostring = load, pcall, xpcall, error, type, tostring
 local setmetatable, getmetatable, rawget, rawset, next, select = setmetatable, getmetatable,
     rawget, rawset, next, select
@@ -205,16 +205,35 @@ local function body(f, ...)
   return false, describe(r[2])
 end
 
+-- The kernel's coroutine serves call after call: each resume brings a function and its
+-- arguments, each yield of RESULT (a value no script can reach) its outcome.
+local RESULT = {}
+local function serve(f, ...)
+  local ok, message = body(f, ...)
+  f = nil -- not kept alive until the next call
+  return serve(coyield(RESULT, ok, message))
+end
+local kernel_co
+
 local function protected_call(f, ...)
-  local co = cocreate(body)
+  local co = kernel_co
+  if co == nil then
+    co = cocreate(serve)
+    kernel_co = co
+  end
   budget, exceeded, host_left = max_instructions, false, max_host_bytes
   for c in next, hooked do hooked[c] = nil end
   hooked[co] = true
   sethook(co, hook, "", STEP)
-  local ok, success, message = coresume(co, f, ...)
-  if not ok then return false, plain(success) end
-  if costatus(co) ~= "dead" then
-    -- Closed, so that no later call can resume the call's own coroutine.
+  local ok, tag, success, message = coresume(co, f, ...)
+  if not ok then
+    kernel_co = nil
+    return false, plain(tag)
+  end
+  if tag ~= RESULT then
+    -- The script yielded the kernel's coroutine itself: closed, so that no later call can
+    -- resume it, and replaced.
+    kernel_co = nil
     coclose(co)
     return false, "attempt to yield from outside a coroutine"
   end
