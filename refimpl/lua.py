@@ -508,15 +508,17 @@ class LuaState:
         """``(status, None, values...)`` when the values can be pushed as they are, else
         ``(status, packed)``, or ``(None,)`` when even the packed form would not fit."""
         status, values = outcome[0], outcome[1:]
-        need, plain = PUSH_MARGIN, True
+        strings, plain = 0, True
         for value in values:
             if isinstance(value, bytes):
-                need += len(value) + STRING_COST
+                strings += len(value) + STRING_COST
             elif value is not None and not isinstance(value, bool | int | float):
                 plain = False
+        if plain and not strings:  # nil, booleans and numbers take no heap
+            return (status, None, *values)
         used = self._runtime.get_memory_used()
         cap = self._runtime.get_max_memory()
-        if plain and 2 * used + need <= cap:
+        if plain and 2 * used + strings + PUSH_MARGIN <= cap:
             return (status, None, *values)
         packed = pack_values(values)
         if used + len(packed) + STRING_COST + PUSH_MARGIN > cap:
