@@ -27,6 +27,14 @@ class Outcome:
     stdout: bytes
     stderr: bytes
 
+    def expect(self, returncodes: tuple[int, ...], marker: bytes) -> bytes:
+        """Assert the child exited with one of ``returncodes`` and wrote ``marker``; return
+        everything it wrote (standard output, then standard error)."""
+        output = self.stdout + self.stderr
+        assert self.returncode in returncodes, (self.returncode, self.stderr[-2000:])
+        assert marker in output, output[-2000:]
+        return output
+
 
 def _cap_memory(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
