@@ -14,7 +14,7 @@
 --     (SBX-PROTECTED-GLOBALS, SBX-PROTECTED-FIELDS).
 -- Each chunk runs in a fresh, empty environment whose reads fall through that chain and whose
 -- writes go to the calling role's globals (to PRELUDE while the prelude runs).
--- Every chunk and handler runs in a coroutine of its own with an instruction-count hook
+-- Every chunk and handler runs in the kernel's coroutine, under an instruction-count hook
 -- (SBX-MAX-INSTRUCTIONS, SBX-LIMIT-NO-ESCAPE, SBX-LIMIT-PER-CALL); the memory cap is the
 -- runtime's (SBX-MAX-MEMORY). Host functions take and return only Lua strings, numbers,
 -- booleans and nil; tables cross as an encoding built and read here, under the limits
@@ -42,16 +42,22 @@ local budget, exceeded, host_left = 0, false, 0
 -- The coroutines of the current call, all hooked (weak keys: dead ones are collected).
 local hooked = setmetatable({}, { __mode = "k" })
 
+local hook
+-- The budget is spent: every coroutine of the call now stops at every instruction.
+local function spent()
+  exceeded = true
+  for c in next, hooked do sethook(c, hook, "", 1) end
+end
+
 -- Counts instructions in steps of STEP; once the budget is spent it raises on every instruction
 -- of every coroutine of the call, so a script that catches the error with pcall, or in a
 -- coroutine, still cannot go on. The coroutine the hook fires in is armed too, whichever call
 -- armed it before (SBX-COROUTINE-LATER-CALL).
-local function hook()
+hook = function()
   if not exceeded then
     budget = budget - STEP
     if budget >= 0 then return end
-    exceeded = true
-    for c in next, hooked do sethook(c, hook, "", 1) end
+    spent()
   end
   sethook(hook, "", 1)
   error(LIMIT_ERROR, 0)
@@ -60,12 +66,11 @@ end
 -- Charges n instructions to the budget for work done outside the VM (SBX-HOST-CALL-COST).
 local function charge(n)
   budget = budget - n
-  if budget < 0 and not exceeded then
-    exceeded = true
-    for c in next, hooked do sethook(c, hook, "", 1) end
+  if budget < 0 and not exceeded then spent() end
+  if exceeded then
     sethook(hook, "", 1)
+    error(LIMIT_ERROR, 0)
   end
-  if exceeded then error(LIMIT_ERROR, 0) end
 end
 
 -- A coroutine about to run in this call draws on this call's budget (SBX-LIMIT-COROUTINES).
