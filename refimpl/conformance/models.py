@@ -294,7 +294,7 @@ class CVarRegistryObject:
         var = self.vars.get(name)
         if var is None:
             return "UnknownCVar"
-        if not _parses(var.kind, text):
+        if not parses(var.kind, text):
             return "InvalidValue"
         new = canonical_text(var.kind, text)
         if var.bounds is not None and not var.bounds[0] <= float(new) <= var.bounds[1]:
@@ -309,7 +309,7 @@ class CVarRegistryObject:
         return taken
 
 
-def _parses(kind: str, text: str) -> bool:
+def parses(kind: str, text: str) -> bool:
     """Whether the machines' texts parse for ``kind``: they are decimal integers, decimal
     numbers, the four boolean spellings, or anything for a string (CV-SET-PARSE)."""
     if kind == "str":
@@ -321,3 +321,80 @@ def _parses(kind: str, text: str) -> bool:
     except ValueError:
         return False
     return math.isfinite(number)
+
+
+@dataclass
+class UpdateEffects:
+    """What one ``update()`` must show: the log records the spec fixes, in order
+    (``[level, text]``), and whether a change was dropped or an action deferred."""
+
+    logs: list[list[str]] = field(default_factory=list)
+    dropped: int = 0
+    deferred: bool = False
+
+
+@dataclass
+class DispatcherObject:
+    """The ScriptingSystem over its queue, its pool and its registry (SS-UPDATE-ORDER,
+    SS-EVENT-NO-HANDLER, SS-EVENT-ACTION, SS-EVENT-QUEUE-FULL, SS-DRAIN, SS-RESULT-LOG,
+    SS-CVARLUA-INVOKE, SS-CVARLUA-MALFORMED, SS-CVARNATIVE, SS-DEFER-NO-STATE).
+
+    ``defined`` names the handlers every state defines, each printing ``name, old, new``
+    after its own name; ``live`` holds the messages of the queue's allocator still held (queued
+    or deferred), oldest first."""
+
+    capacity: int
+    states: int
+    defined: frozenset[str]
+    registry: CVarRegistryObject = field(default_factory=CVarRegistryObject)
+    items: deque[tuple[str, bytes]] = field(default_factory=deque)
+    deferred: tuple[str, bytes] | None = None
+    live: list[bytes] = field(default_factory=list)
+    leased: int = 0  # states held by others
+
+    def push(self, kind: str, message: bytes) -> bool:
+        if len(self.items) >= self.capacity:
+            return False
+        self.items.append((kind, message))
+        self.live.append(message)
+        return True
+
+    def update(self) -> UpdateEffects:
+        """One ``update()``: changes with a handler become CVarLua actions (dropped on a full
+        queue), then actions are handled in order until the queue is empty or a CVarLua
+        action finds no free state, which waits with everything behind it."""
+        effects = UpdateEffects()
+        for change in self.registry.take():
+            if not change.handler:
+                continue
+            fields = (change.handler, change.name, change.old, change.new)
+            if not self.push("CVarLua", "\x00".join(fields).encode()):
+                effects.dropped += 1
+        while True:
+            action = self.deferred or (self.items.popleft() if self.items else None)
+            self.deferred = None
+            if action is None:
+                return effects
+            kind, message = action
+            if kind == "CVarLua" and self.leased >= self.states:
+                self.deferred = action
+                effects.deferred = True
+                return effects
+            self.live.remove(message)
+            effects.logs += self._handled(kind, message)
+
+    def _handled(self, kind: str, message: bytes) -> list[list[str]]:
+        text = message.decode()
+        if kind == "ScriptResult":
+            failed = message.startswith(b"ERROR:")
+            return [
+                ["error", f"Script failed: {text}"] if failed else ["info", f"Script OK: {text}"]
+            ]
+        if kind == "CVarNative":
+            return []
+        fields = text.split("\x00")
+        if len(fields) != 4:
+            return [["error", "Invalid CVarLua message format"]]
+        if fields[0] not in self.defined:
+            return []
+        return [["info", "\t".join(fields)]]

@@ -22,7 +22,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -57,9 +57,20 @@ from refimpl.conformance.implementation import (
     Pending,
     Reply,
 )
-from refimpl.conformance.models import ActionQueueObject, StatePoolObject
+from refimpl.conformance.models import (
+    ActionQueueObject,
+    CVarObject,
+    CVarRegistryObject,
+    DispatcherObject,
+    LedgerObject,
+    StatePoolObject,
+    canonical_text,
+    parses,
+)
 from refimpl.conformance.transcript import (
+    MALFORMED_LOG,
     PENDING,
+    RESULT_LOGS,
     VIEWS,
     Event,
     Expectation,
@@ -765,6 +776,7 @@ class PoolMachine(ConformanceMachine):
                 )
             return
         for i, p in enumerate(self.pools):
+            self.check_available(i, "SP-AVAILABLE")
             if len(self.parked) < MAX_PARKED and p.model.available == 0:
                 self.acquire_parks(i, "w1")
         while self.held():
@@ -821,3 +833,604 @@ def stateful_queue(t: Tester) -> None:
 def stateful_pool(t: Tester) -> None:
     """Generated workloads on two pools against ``StatePoolObject``."""
     explore(t, PoolMachine)
+
+
+# -- the allocator and its ledger -------------------------------------------------------------
+
+
+class LedgerMachine(ConformanceMachine):
+    """Two allocators: allocations (of any length), frees through the right and the wrong
+    allocator, double frees, reads after free and injected failures, against
+    ``LedgerObject``."""
+
+    def __init__(self, ex: Exploration) -> None:
+        super().__init__(ex)
+        self.allocators: list[tuple[str, LedgerObject]] = []
+
+    @initialize()
+    def create(self) -> None:
+        for name in ("left", "right"):
+            self.allocators.append((str(self.value("allocator.new", name=name)), LedgerObject()))
+
+    def buffers(self) -> list[tuple[int, str]]:
+        return [
+            (i, h) for i, (_, m) in enumerate(self.allocators) for h in [*m.live, *sorted(m.freed)]
+        ]
+
+    @rule(i=st.integers(0, 1), data=st.binary(max_size=8), thread=st.sampled_from(THREADS[:2]))
+    def alloc(self, i: int, data: bytes, thread: str) -> None:
+        alloc, model = self.allocators[i]
+        armed = model.countdown > 0
+        got = self.call("allocator.alloc", thread, allocator=alloc, data=b(data))
+        if model.allocation_fails():
+            self.judge("MEM-FAIL-AT", got, [err("OutOfMemory")], "the k-th allocation")
+            return
+        seen = [h for _, h in self.buffers()]
+        rule = "MEM-FAIL-AT" if armed else ("MEM-ZERO-LENGTH" if not data else "MEM-LEDGER-LIVE")
+        self.judge(rule, got, [ok(none_of(seen))], "a new buffer")
+        result = answer_of(got.reply).get("result")
+        if isinstance(result, str):
+            model.live[result] = data
+
+    @rule(i=st.integers(0, 1), k=st.integers(1, 3))
+    def fail_at(self, i: int, k: int) -> None:
+        alloc, model = self.allocators[i]
+        got = self.call("allocator.fail_at", allocator=alloc, k=k)
+        self.judge("MEM-FAIL-AT", got, [ok(None)], "fail_at")
+        model.countdown = k
+
+    @precondition(lambda self: bool(self.buffers()))
+    @rule(data=st.data(), through=st.integers(0, 1))
+    def free(self, data: st.DataObject, through: int) -> None:
+        owner, h = data.draw(st.sampled_from(self.buffers()))
+        _, model = self.allocators[owner]
+        got = self.call("allocator.free", allocator=self.allocators[through][0], buffer=h)
+        live = h in model.live
+        if through != owner:
+            allowed = [err("WrongAllocator")] + ([] if live else [err("DoubleFree")])
+            self.judge("MEM-LEDGER-WRONG-ALLOCATOR", got, allowed, "free through another")
+        elif live:
+            self.judge("MEM-LEDGER-LIVE", got, [ok(None)], "free of a live buffer")
+            del model.live[h]
+            model.freed.add(h)
+        else:
+            self.judge("MEM-LEDGER-DOUBLE-FREE", got, [err("DoubleFree")], "a second free")
+
+    @precondition(lambda self: bool(self.buffers()))
+    @rule(data=st.data(), thread=st.sampled_from(THREADS[:2]))
+    def read(self, data: st.DataObject, thread: str) -> None:
+        self.read_buffer(*data.draw(st.sampled_from(self.buffers())), thread)
+
+    def read_buffer(self, owner: int, h: str, thread: str) -> None:
+        _, model = self.allocators[owner]
+        got = self.call("buffer.read", thread, buffer=h)
+        if h in model.live:
+            self.judge("MEM-LEDGER-LIVE", got, [ok(b(model.live[h]))], "a live buffer's bytes")
+        else:
+            self.judge("MEM-LEDGER-USE-AFTER-FREE", got, [err("UseAfterFree")], "read after free")
+
+    @rule(i=st.integers(0, 1))
+    def ledger(self, i: int) -> None:
+        alloc, model = self.allocators[i]
+        got = self.call("ledger", allocator=alloc)
+        listed = [b(v) for v in model.live.values()]
+        self.judge("MEM-LEDGER-LIVE", got, [ok({"live": len(listed), "buffers": listed})], "live")
+
+    def close(self) -> None:
+        """Free what is live; a failure armed and not reached is disarmed by allocating."""
+        for i, (alloc, model) in enumerate(self.allocators):
+            while model.countdown and not self.failed:
+                self.alloc(i, b"", "main")
+            for h in list(model.live):
+                self.call("allocator.free", allocator=alloc, buffer=h)
+                del model.live[h]
+                model.freed.add(h)
+            if not self.failed:
+                self.ledger(i)
+                if model.freed:
+                    self.read_buffer(i, min(model.freed), "main")
+
+
+# -- the message formats ----------------------------------------------------------------------
+
+FIELD = st.binary(max_size=6).map(lambda v: v.replace(b"\x00", b""))
+PAYLOAD_HEADS = (b"ERROR: ", b"ERROR:", b"ERROR", b"error: ", b"OK", b" ERROR:", b"")
+
+
+class MessagesMachine(ConformanceMachine):
+    """Encoding and parsing of CVarLua messages and the ScriptResult test, against the byte
+    layout of the message formats; encoded messages are kept and parsed later."""
+
+    def __init__(self, ex: Exploration) -> None:
+        super().__init__(ex)
+        self.encoded: list[tuple[bytes, tuple[bytes, ...]]] = []
+
+    @rule(fields=st.tuples(FIELD, FIELD, FIELD, FIELD))
+    def encode(self, fields: tuple[bytes, bytes, bytes, bytes]) -> None:
+        got = self.call("msg.encode_cvar_lua", fields=[b(f) for f in fields])
+        layout = b"\x00".join(fields)
+        rule = "MSG-CVARLUA-EMPTY-FIELDS" if b"" in fields[1:] else "MSG-CVARLUA-LAYOUT"
+        self.judge(rule, got, [ok(b(layout))], "the encoded message")
+        self.encoded.append((layout, fields))
+
+    @rule(fields=st.tuples(FIELD, FIELD, FIELD, FIELD), at=st.integers(0, 3))
+    def encode_nul(self, fields: tuple[bytes, bytes, bytes, bytes], at: int) -> None:
+        bad = list(fields)
+        bad[at] += b"\x00"
+        got = self.call("msg.encode_cvar_lua", fields=[b(f) for f in bad])
+        self.judge("MSG-CVARLUA-ENCODE-NUL", got, [err("MalformedMessage")], "a field with NUL")
+
+    @precondition(lambda self: bool(self.encoded))
+    @rule(data=st.data())
+    def parse_encoded(self, data: st.DataObject) -> None:
+        layout, fields = data.draw(st.sampled_from(self.encoded))
+        got = self.call("msg.parse_cvar_lua", message=b(layout))
+        expected: list[Json] = [b(f) for f in fields]
+        self.judge("MSG-CVARLUA-ROUNDTRIP", got, [ok(expected)], "the fields back")
+
+    @rule(parts=st.lists(FIELD, min_size=1, max_size=6))
+    def parse(self, parts: list[bytes]) -> None:
+        got = self.call("msg.parse_cvar_lua", message=b(b"\x00".join(parts)))
+        fields: list[Json] = [b(f) for f in parts]
+        expected = ok(fields) if len(parts) == 4 else err("MalformedMessage")
+        self.judge("MSG-PARSE-CVARLUA", got, [expected], f"{len(parts) - 1} NULs")
+
+    @rule(head=st.sampled_from(PAYLOAD_HEADS), tail=st.binary(max_size=4))
+    def is_error(self, head: bytes, tail: bytes) -> None:
+        payload = head + tail
+        got = self.call("msg.is_error_result", message=b(payload))
+        expected = ok(payload.startswith(b"ERROR:"))
+        self.judge("MSG-RESULT-IS-ERROR", got, [expected], "is_error_result")
+
+
+# -- the CVar registry and its change log ------------------------------------------------------
+
+CVARS: tuple[tuple[str, str, Json, tuple[float, float] | None], ...] = (
+    ("r_fov", "float", 75.0, (1.0, 170.0)),
+    ("i_count", "int", 0, (-5.0, 5.0)),
+    ("b_vsync", "bool", False, None),
+    ("s_name", "str", "a", None),
+)
+TEXTS = {
+    "float": st.sampled_from(("90", "75.0", "0.1", "-2.5", "169.5", "200", "abc", "nan", "")),
+    "int": st.sampled_from(("0", "3", "-5", "5", "6", "-7", "1.5", "x")),
+    "bool": st.sampled_from(("true", "false", "1", "0", "yes")),
+    "str": st.text("ab", max_size=3),
+}
+HANDLERS = ("", "OnA", "OnB")
+ENGINE_FEATURES = ("engine",)
+
+
+def _cvar_spec(name: str, default: Json, bounds: tuple[float, float] | None) -> JsonObject:
+    spec: JsonObject = {"name": name, "default": default}
+    if bounds is not None:
+        spec |= {"min": bounds[0], "max": bounds[1]}
+    return spec
+
+
+def _registry(handlers: dict[str, str] | None = None) -> CVarRegistryObject:
+    registry = CVarRegistryObject()
+    for name, kind, default, bounds in CVARS:
+        text = canonical_text(kind, str(default).lower() if kind == "bool" else str(default))
+        handler = (handlers or {}).get(name, "")
+        registry.vars[name] = CVarObject(kind, text, handler, bounds)
+    return registry
+
+
+class EngineMachine(ConformanceMachine):
+    """An engine made on the example's main thread and closed at its end."""
+
+    def open_engine(self, **args: Json) -> JsonObject:
+        made = self.value("engine.new", **args)
+        assert isinstance(made, dict)
+        self.engine = str(made["engine"])
+        self.allocator = str(made["allocator"])
+        return made
+
+    def close(self) -> None:
+        self.call("engine.close", engine=self.engine)
+
+
+class CVarMachine(EngineMachine):
+    """Sets (valid, invalid, out of range, unknown, from a worker), reads from any thread,
+    handler changes, registrations and takes of the change log, against
+    ``CVarRegistryObject``."""
+
+    def __init__(self, ex: Exploration) -> None:
+        super().__init__(ex)
+        self.model = _registry()
+        self.takes = ""
+
+    @initialize()
+    def create(self) -> None:
+        specs: list[Json] = [_cvar_spec(n, d, bounds) for n, _, d, bounds in CVARS]
+        self.open_engine(workers=1, queue_capacity=4, cvars=specs)
+        self.takes = str(self.value("allocator.new", name="events"))
+
+    @rule(data=st.data(), name=st.sampled_from([c[0] for c in CVARS]))
+    def set(self, data: st.DataObject, name: str) -> None:
+        kind = self.model.vars[name].kind
+        text = data.draw(TEXTS[kind])
+        got = self.call("engine.cvar_set", engine=self.engine, name=name, value=text)
+        outcome = self.model.set(name, text)
+        rule = "CV-SET-RANGE" if outcome != OK and parses(kind, text) else "CV-SET-PARSE"
+        self.judge(rule, got, [ok(None) if outcome == OK else err(outcome)], f"set {text!r}")
+
+    @rule(name=st.sampled_from(("r_fov", "x_missing")), thread=st.sampled_from(("w1", "w2")))
+    def set_elsewhere(self, name: str, thread: str) -> None:
+        got = self.call("engine.cvar_set", thread, engine=self.engine, name=name, value="1")
+        allowed = [err("ThreadAffinity")]
+        if name not in self.model.vars:
+            allowed.append(err("UnknownCVar"))
+        self.judge("THR-CVAR-WRITE-MAIN", got, allowed, "a write from a worker")
+
+    @rule(
+        name=st.sampled_from([c[0] for c in CVARS] + ["x_missing"]), thread=st.sampled_from(THREADS)
+    )
+    def get(self, name: str, thread: str) -> None:
+        got = self.call("engine.cvar_get", thread, engine=self.engine, name=name)
+        var = self.model.vars.get(name)
+        if var is None:
+            self.judge("CV-UNKNOWN", got, [err("UnknownCVar")], "get of an unknown name")
+            return
+        rule = "CV-GET-CANONICAL" if thread == "main" else "THR-CVAR-READ-ANY-THREAD"
+        self.judge(rule, got, [ok(var.text)], "the canonical text")
+
+    @rule(name=st.sampled_from([c[0] for c in CVARS]), handler=st.sampled_from(HANDLERS))
+    def set_handler(self, name: str, handler: str) -> None:
+        args: dict[str, Json] = {"engine": self.engine, "name": name, "handler": handler}
+        got = self.call("engine.cvar_set_handler", **args)
+        self.judge("CV-HANDLER-GET", got, [ok(None)], "set_lua_handler")
+        self.model.vars[name].handler = handler
+
+    @rule(name=st.sampled_from([c[0] for c in CVARS]), thread=st.sampled_from(THREADS))
+    def get_handler(self, name: str, thread: str) -> None:
+        got = self.call("engine.cvar_get_handler", thread, engine=self.engine, name=name)
+        handler = self.model.vars[name].handler
+        allowed = [ok(handler)] + ([ok(None)] if not handler else [])
+        self.judge("CV-HANDLER-GET", got, allowed, "get_lua_handler")
+
+    @rule(default=st.sampled_from((1, 2.5, True, "z")), fresh=st.booleans())
+    def register(self, default: Json, fresh: bool) -> None:
+        kind = {bool: "bool", int: "int", float: "float", str: "str"}[type(default)]
+        name = f"n_{kind}" if fresh else "i_count"
+        got = self.call(
+            "engine.cvar_register", engine=self.engine, cvar=_cvar_spec(name, default, None)
+        )
+        if name in self.model.vars:
+            self.judge("CV-REGISTER-DUPLICATE", got, [err("InvalidArgument")], "a second register")
+            return
+        self.judge("CV-REGISTER-TYPE", got, [ok(None)], "register")
+        text = str(default).lower() if kind == "bool" else str(default)
+        self.model.vars[name] = CVarObject(kind, canonical_text(kind, text))
+
+    @rule()
+    def take(self) -> None:
+        got = self.call("engine.cvar_take", engine=self.engine, allocator=self.takes)
+        taken = self.model.take()
+        changes: list[Json] = [{"name": e.name, "old": e.old, "new": e.new} for e in taken]
+        self.judge("CV-EVENT-RECORD", got, [ok(changes)], "the changes, in order")
+        handlers: list[Json] = [{"handler": e.handler} for e in taken]
+        self.judge("CV-EVENT-HANDLER-CAPTURED", got, [ok(handlers)], "the handlers captured")
+        owned: list[Json] = [{"owned": True} for _ in taken]
+        self.judge("MEM-CVAR-EVENTS", got, [ok(owned)], "every field from the allocator")
+        again = self.call("engine.cvar_take", engine=self.engine, allocator=self.takes)
+        self.judge("CV-TAKE-ORDER", again, [ok([])], "nothing left pending")
+        ledger = self.call("ledger", allocator=self.takes)
+        self.judge("MEM-CVAR-EVENTS", ledger, [ok({"live": 0})], "every field freed")
+
+
+# -- the dispatcher's update ------------------------------------------------------------------
+
+PRELUDE = "\n".join(
+    f"function {h}(name, old, new) print('{h}', name, old, new) end" for h in ("OnA", "OnB")
+)
+DISPATCH_FEATURES = ("engine", "queue", "pool")
+ACTIONS = st.sampled_from(
+    (
+        ("ScriptResult", b"OK"),
+        ("ScriptResult", b"ERROR: boom"),
+        ("CVarNative", b"native"),
+        ("CVarLua", b"OnB\x00s_name\x00a\x00b"),
+        ("CVarLua", b"Nowhere\x00s_name\x00a\x00b"),
+        ("CVarLua", b"OnB\x00only\x00three"),
+        ("CVarLua", b"OnB\x00a\x00b\x00c\x00d"),
+    )
+)
+
+
+class DispatcherMachine(EngineMachine):
+    """CVar changes, actions pushed by producers and states leased by other threads, then
+    ``update()`` on the main thread, against ``DispatcherObject``: what it logs, what stays
+    queued or deferred, what stays live."""
+
+    def __init__(self, ex: Exploration) -> None:
+        super().__init__(ex)
+        self.queue = self.pool = ""
+        self.baseline: list[Json] = []
+        self.model = DispatcherObject(1, 1, frozenset({"OnA", "OnB"}))
+        self.leases: list[str] = []
+
+    @initialize(capacity=st.integers(1, 4))
+    def create(self, capacity: int) -> None:
+        specs: list[Json] = [_cvar_spec(n, d, bounds) for n, _, d, bounds in CVARS]
+        for spec, handler in zip(specs, ("OnA", "", "Nowhere", "OnB"), strict=True):
+            assert isinstance(spec, dict)
+            spec["on_change_lua"] = handler
+        made = self.open_engine(
+            workers=1, queue_capacity=capacity, prelude=[b(PRELUDE)], cvars=specs
+        )
+        self.queue, self.pool = str(made["queue"]), str(made["pool"])
+        states = self.value("pool.stats", pool=self.pool)
+        assert isinstance(states, dict) and isinstance(states["capacity"], int)
+        handlers = {"r_fov": "OnA", "b_vsync": "Nowhere", "s_name": "OnB"}
+        self.model = DispatcherObject(
+            capacity, states["capacity"], frozenset({"OnA", "OnB"}), _registry(handlers)
+        )
+        ledger = self.value("ledger", allocator=self.allocator)
+        assert isinstance(ledger, dict) and isinstance(ledger["buffers"], list)
+        self.baseline = ledger["buffers"]
+        self.value("logs.take")
+
+    @rule(data=st.data(), name=st.sampled_from(("r_fov", "i_count", "b_vsync", "s_name")))
+    def set(self, data: st.DataObject, name: str) -> None:
+        """A valid change (a step): it becomes an action at the next update if it has a
+        handler."""
+        self.set_text(name, data.draw(TEXTS[self.model.registry.vars[name].kind]))
+
+    def set_text(self, name: str, text: str) -> None:
+        if self.model.registry.set(name, text) == OK:
+            self.value("engine.cvar_set", engine=self.engine, name=name, value=text)
+
+    @rule(action=ACTIONS, thread=st.sampled_from(("w1", "w2")))
+    def push(self, action: tuple[str, bytes], thread: str) -> None:
+        """A producer's action (a step), when the queue has room."""
+        kind, message = action
+        if self.model.push(kind, message):
+            self.value("queue.push", thread, queue=self.queue, message=b(message), kind=kind)
+
+    @rule(thread=st.sampled_from(("w1", "w2")))
+    def lease(self, thread: str) -> None:
+        """Another thread holds a state (a step), so a handler may find none free."""
+        if self.model.leased < self.model.states:
+            self.leases.append(str(self.value("pool.try_acquire", thread, pool=self.pool)))
+            self.model.leased += 1
+
+    @precondition(lambda self: bool(self.leases))
+    @rule(thread=st.sampled_from(("w1", "w2")))
+    def release(self, thread: str) -> None:
+        self.value("pool.release", thread, pool=self.pool, resource=self.leases.pop())
+        self.model.leased -= 1
+
+    @rule()
+    def update(self) -> None:
+        got = self.call("engine.update", engine=self.engine)
+        self.judge("SS-UPDATE-ORDER", got, [ok(None)], "update")
+        effects = self.model.update()
+        logs = self.call("logs.take")
+        for view, name in (
+            ("logs:result", "SS-RESULT-LOG"),
+            ("logs:console", "SS-CVARLUA-INVOKE"),
+            ("logs:malformed", "SS-CVARLUA-MALFORMED"),
+        ):
+            kept = _entries(r for r in effects.logs if VIEWS[view](ok([_record(r)])) != [])
+            self.judge(name, logs, [kept], "what update logged", view)
+        self.judge("SS-DRAIN", logs, [_entries(effects.logs)], "in queue order", "logs")
+        kept = "SS-DEFER-NO-STATE" if effects.deferred else "SS-DRAIN"
+        freed = "SS-EVENT-QUEUE-FULL" if effects.dropped else kept
+        live = self.baseline + [b(m) for m in self.model.live]
+        ledger = self.call("ledger", allocator=self.allocator)
+        self.judge(freed, ledger, [ok({"buffers": live})], "messages still held")
+        stats = self.call("queue.stats", queue=self.queue)
+        self.judge(kept, stats, [ok({"len": len(self.model.items)})], "actions still queued")
+
+    def close(self) -> None:
+        """Every example ends with an update that finds no state for a CVarLua action and a
+        full queue for a change, then one with every state free."""
+        if not self.failed:
+            while self.model.leased < self.model.states:
+                self.lease("w1")
+            self.push(("CVarLua", b"OnB\x00s_name\x00a\x00b"), "w1")
+            while len(self.model.items) < self.model.capacity:
+                self.push(("ScriptResult", b"OK"), "w2")
+            self.set_text(
+                "r_fov", "90" if self.model.registry.vars["r_fov"].text != "90.0" else "75"
+            )
+            self.update()
+        while self.leases:
+            self.release("w1")
+        if not self.failed:
+            self.update()
+        super().close()
+
+
+def _entries(entries: Iterable[Sequence[str]]) -> Json:
+    """Expected log records, as the ``logs`` views show them."""
+    listed: list[Json] = [[level, text] for level, text in entries]
+    return listed
+
+
+def _record(entry: list[str]) -> Json:
+    """A log record of the shape ``logs.take`` answers, for an expected ``[level, text]``."""
+    level, text = entry
+    source = "system" if text.startswith(RESULT_LOGS) or text == MALFORMED_LOG else "console"
+    return {"level": level, "source": source, "text": text}
+
+
+# -- the runner -------------------------------------------------------------------------------
+
+SCRIPTS = st.sampled_from(("return 1", "local x = 0 for i = 1, 100 do x = x + i end", "boom"))
+
+
+class RunnerMachine(EngineMachine):
+    """Scripts enqueued with and without ``on_complete``, waits for idle, updates: every
+    script gives one ScriptResult and, with a callback, one call on a worker with its
+    payload; a full queue drops results and frees them; nothing stays live."""
+
+    def __init__(self, ex: Exploration) -> None:
+        super().__init__(ex)
+        self.workers = 1
+        self.capacity = 1
+        self.baseline: list[Json] = []
+        self.running: list[tuple[bytes, bool]] = []  # payloads of scripts not yet idle
+        self.queued: list[bytes] = []
+        self.completions: list[bytes] = []
+        self.serial = 0
+
+    @initialize(workers=st.integers(1, 2), capacity=st.integers(1, 4))
+    def create(self, workers: int, capacity: int) -> None:
+        # Two workers finish in either order: their results are compared as sets, and the
+        # queue is made large enough that none is dropped.
+        self.workers, self.capacity = workers, capacity if workers == 1 else 8
+        self.open_engine(workers=workers, queue_capacity=self.capacity)
+        ledger = self.value("ledger", allocator=self.allocator)
+        assert isinstance(ledger, dict) and isinstance(ledger["buffers"], list)
+        self.baseline = ledger["buffers"]
+        self.value("logs.take")
+
+    @precondition(lambda self: len(self.running) + len(self.queued) < 6)
+    @rule(script=SCRIPTS, callback=st.booleans())
+    def enqueue(self, script: str, callback: bool) -> None:
+        self.serial += 1
+        source, payload = script, b"OK"
+        if script == "boom":
+            source, payload = f"error('boom{self.serial}', 0)", f"ERROR: boom{self.serial}".encode()
+        got = self.call("engine.enqueue", engine=self.engine, script=b(source), callback=callback)
+        self.judge("SR-ENQUEUE-RETURNS", got, [ok(None)], "enqueue")
+        self.running.append((payload, callback))
+
+    @rule()
+    def wait_idle(self) -> None:
+        got = self.call("engine.wait_idle", engine=self.engine, timeout_ms=15_000)
+        self.judge("SR-DEINIT-WAIT", got, [ok(True)], "idle")
+        for payload, callback in self.running:
+            if len(self.queued) < self.capacity:
+                self.queued.append(payload)
+            if callback:
+                self.completions.append(payload)
+        self.running.clear()
+        got = self.call("engine.completions", engine=self.engine)
+        calls: list[Json] = [{"payload": b(p), "on_main": False} for p in self.completions]
+        if self.workers == 1:
+            self.judge("SR-CALLBACK-PAYLOAD", got, [ok(calls)], "on_complete calls, in order")
+        else:
+            self.judge(
+                "SR-CALLBACK-PAYLOAD",
+                got,
+                [sorted(calls, key=json.dumps)],
+                "on_complete calls",
+                "sorted",
+            )
+        self.judge(
+            "SR-CALLBACK-WORKER", got, [ok([{"on_main": False} for _ in calls])], "on a worker"
+        )
+        live = self.baseline + [b(p) for p in self.queued]
+        ledger = self.call("ledger", allocator=self.allocator)
+        # One worker pushes in order; two may push in either order.
+        held = ok({"buffers": live}) if self.workers == 1 else ok({"live": len(live)})
+        self.judge("SR-DROP-FREE", ledger, [held], "results held, the dropped ones freed")
+
+    @rule()
+    def update(self) -> None:
+        if self.running:
+            self.wait_idle()
+        got = self.call("engine.update", engine=self.engine)
+        self.judge("SR-RESULT-PUSH", got, [ok(None)], "update")
+        logs = self.call("logs.take")
+        expect = [
+            ("error", f"Script failed: {p.decode()}")
+            if p.startswith(b"ERROR:")
+            else ("info", f"Script OK: {p.decode()}")
+            for p in self.queued
+        ]
+        view = "logs:result" if self.workers == 1 else "logs:result-sorted"
+        order = expect if self.workers == 1 else sorted(expect, key=json.dumps)
+        self.judge("SR-ONE-RESULT", logs, [_entries(order)], "one result per script", view)
+        self.queued.clear()
+        ledger = self.call("ledger", allocator=self.allocator)
+        self.judge("MEM-SCRIPT-COPY", ledger, [ok({"buffers": self.baseline})], "nothing live")
+
+    def close(self) -> None:
+        if not self.failed:
+            self.update()
+        super().close()
+
+
+@case(
+    "MEM-LEDGER-LIVE",
+    "MEM-LEDGER-DOUBLE-FREE",
+    "MEM-LEDGER-WRONG-ALLOCATOR",
+    "MEM-LEDGER-USE-AFTER-FREE",
+    "MEM-FAIL-AT",
+    "MEM-ZERO-LENGTH",
+    features=("allocator.fail_at",),
+)
+def stateful_ledger(t: Tester) -> None:
+    """Generated allocations and frees on two allocators against ``LedgerObject``."""
+    explore(t, LedgerMachine)
+
+
+@case(
+    "MSG-CVARLUA-LAYOUT",
+    "MSG-CVARLUA-EMPTY-FIELDS",
+    "MSG-CVARLUA-ENCODE-NUL",
+    "MSG-CVARLUA-ROUNDTRIP",
+    "MSG-PARSE-CVARLUA",
+    "MSG-RESULT-IS-ERROR",
+    features=("messages",),
+)
+def stateful_messages(t: Tester) -> None:
+    """Generated messages encoded, kept and parsed against the byte layout."""
+    explore(t, MessagesMachine)
+
+
+@case(
+    "CV-SET-PARSE",
+    "CV-SET-RANGE",
+    "CV-GET-CANONICAL",
+    "CV-UNKNOWN",
+    "CV-HANDLER-GET",
+    "CV-REGISTER-TYPE",
+    "CV-REGISTER-DUPLICATE",
+    "CV-EVENT-RECORD",
+    "CV-EVENT-HANDLER-CAPTURED",
+    "CV-TAKE-ORDER",
+    "MEM-CVAR-EVENTS",
+    "THR-CVAR-WRITE-MAIN",
+    "THR-CVAR-READ-ANY-THREAD",
+    features=ENGINE_FEATURES,
+)
+def stateful_cvars(t: Tester) -> None:
+    """Generated sets, reads, handler changes and takes against ``CVarRegistryObject``."""
+    explore(t, CVarMachine)
+
+
+@case(
+    "SS-UPDATE-ORDER",
+    "SS-DRAIN",
+    "SS-RESULT-LOG",
+    "SS-CVARLUA-INVOKE",
+    "SS-CVARLUA-MALFORMED",
+    "SS-DEFER-NO-STATE",
+    "SS-EVENT-QUEUE-FULL",
+    features=DISPATCH_FEATURES,
+)
+def stateful_dispatcher(t: Tester) -> None:
+    """Generated changes, actions and leases, then updates, against ``DispatcherObject``."""
+    explore(t, DispatcherMachine)
+
+
+@case(
+    "SR-ENQUEUE-RETURNS",
+    "SR-DEINIT-WAIT",
+    "SR-CALLBACK-PAYLOAD",
+    "SR-CALLBACK-WORKER",
+    "SR-DROP-FREE",
+    "SR-RESULT-PUSH",
+    "SR-ONE-RESULT",
+    "MEM-SCRIPT-COPY",
+    features=ENGINE_FEATURES,
+)
+def stateful_runner(t: Tester) -> None:
+    """Generated scripts, waits and updates on one or two workers."""
+    explore(t, RunnerMachine)

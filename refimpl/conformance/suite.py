@@ -4,7 +4,7 @@
 cites the rule IDs it checks.
 """
 
-from refimpl.conformance import suite_core, suite_lifecycle, suite_sandbox, suite_system
+from refimpl.conformance import stateful, suite_core, suite_lifecycle, suite_sandbox, suite_system
 from refimpl.conformance.cases import CASES, Case, CaseResult, Tester, case, run_case
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Tester",
     "case",
     "run_case",
+    "stateful",
     "suite_core",
     "suite_lifecycle",
     "suite_sandbox",

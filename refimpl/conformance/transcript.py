@@ -36,6 +36,8 @@ from refimpl.conformance.implementation import (
     Pending,
     Reply,
 )
+from refimpl.conformance.inprocess import InProcess
+from refimpl.conformance.subprocess_adapter import Subprocess
 from refimpl.driver.wire import Json, JsonObject
 
 FORMAT = 1
@@ -126,23 +128,43 @@ def matches(pattern: Json, actual: Json, mapped: Callable[[str], str] = str) -> 
 
 # -- views: what of an answer an expectation looks at ----------------------------------------
 
-SPECIFIED_LOGS = ("Script OK: ", "Script failed: ", "Invalid CVarLua message format")
+RESULT_LOGS = ("Script OK: ", "Script failed: ")
+MALFORMED_LOG = "Invalid CVarLua message format"
 
 
-def _dispatch_logs(answer: JsonObject) -> Json:
-    """Of a ``logs.take`` answer, the records whose text the spec fixes (SS-RESULT-LOG,
-    SS-CVARLUA-MALFORMED, LB-PRINT), as ``[level, text]``, in order."""
-    records = answer.get("result")
-    if answer.get("status") != "ok" or not isinstance(records, list):
-        return answer
-    kept: list[Json] = []
-    for r in records:
-        if not isinstance(r, dict):
-            continue
-        text = str(r.get("text"))
-        if r.get("source") == "console" or text.startswith(SPECIFIED_LOGS):
-            kept.append([str(r.get("level")), text])
-    return kept
+def _is_result(source: str, text: str) -> bool:
+    return text.startswith(RESULT_LOGS)
+
+
+def _is_console(source: str, text: str) -> bool:
+    return source == "console"
+
+
+def _is_malformed(source: str, text: str) -> bool:
+    return text == MALFORMED_LOG
+
+
+def _is_specified(source: str, text: str) -> bool:
+    return any(keep(source, text) for keep in (_is_result, _is_console, _is_malformed))
+
+
+def _logs(keep: Callable[[str, str], bool], ordered: bool = True) -> Callable[[JsonObject], Json]:
+    """A view of a ``logs.take`` answer: the records ``keep`` selects (by source and text), as
+    ``[level, text]``, in order or sorted. The spec fixes the text of the ScriptResult logs
+    (SS-RESULT-LOG), of a malformed CVarLua message (SS-CVARLUA-MALFORMED) and of ``print``
+    (LB-PRINT); other records are the implementation's own and not compared."""
+
+    def view(answer: JsonObject) -> Json:
+        records = answer.get("result")
+        if answer.get("status") != "ok" or not isinstance(records, list):
+            return answer
+        kept: list[Json] = []
+        for r in records:
+            if isinstance(r, dict) and keep(str(r.get("source")), str(r.get("text"))):
+                kept.append([str(r.get("level")), str(r.get("text"))])
+        return kept if ordered else sorted(kept, key=json.dumps)
+
+    return view
 
 
 def _sorted_result(answer: JsonObject) -> Json:
@@ -166,8 +188,12 @@ def _canonical(value: Json) -> Json:
 
 VIEWS: dict[str, Callable[[JsonObject], Json]] = {
     "answer": lambda answer: answer,
-    "dispatch-logs": _dispatch_logs,
     "sorted": _sorted_result,
+    "logs": _logs(_is_specified),
+    "logs:result": _logs(_is_result),
+    "logs:result-sorted": _logs(_is_result, ordered=False),
+    "logs:console": _logs(_is_console),
+    "logs:malformed": _logs(_is_malformed),
 }
 
 
@@ -447,3 +473,13 @@ def replay_file(path: Path, impl: Implementation) -> ReplayResult:
         return replay(events, impl)
     finally:
         impl.close()
+
+
+def main(path: Path, driver: str | None) -> int:
+    """``--replay FILE [--driver CMD]``: print where the driver's answers diverge from the
+    transcript's expectations; 1 when they do (DRV-REPLAY)."""
+    impl: Implementation = Subprocess(driver) if driver else InProcess()
+    result = replay_file(path, impl)
+    print(f"replay of {path} against {driver or 'the in-process refimpl'}")
+    print(result.explain())
+    return 0 if result.diverged_at is None else 1
