@@ -123,7 +123,7 @@ class Parked:
 
 
 class ShrinkBudgetSpent(Exception):
-    """Shrinking ran out of its time: the smallest failing example so far is reported."""
+    """Shrinking ran out of examples: the smallest failing example so far is reported."""
 
 
 class Exploration:
@@ -131,9 +131,9 @@ class Exploration:
     for each example, the tally of checks that held, and the latest failing example (while
     Hypothesis shrinks, each failing example is smaller than the one before)."""
 
-    def __init__(self, t: Tester, shrink_s: float) -> None:
+    def __init__(self, t: Tester, shrink_examples: int) -> None:
         self.t = t
-        self.shrink_s = shrink_s
+        self.shrink_examples = shrink_examples
         self.examples = 0
         self.held: Counter[str] = Counter()
         self.generation = 0
@@ -141,14 +141,16 @@ class Exploration:
         self.recording = Recording(t.impl)
         self.tester = t
         self.failing: tuple[Recording, Tester] | None = None
-        self.first_failure = 0.0
+        self.first_failure = 0  # the number of the first failing example
+        self.stopped = ""
 
     def begin(self) -> tuple[Recording, Tester]:
         """A new example: a fresh recording, and fresh thread names if the last example left
         a call blocked on one of its threads. Past the shrinking budget, stop."""
         self._tally()
-        if self.failing is not None and time.monotonic() - self.first_failure > self.shrink_s:
-            raise Abort(ShrinkBudgetSpent(f"shrinking stopped after {self.shrink_s:.0f} s"))
+        if self.failing is not None and self.examples - self.first_failure >= self.shrink_examples:
+            self.stopped = f"shrinking stopped after {self.shrink_examples} examples"
+            raise Abort(ShrinkBudgetSpent(self.stopped))
         if not self.clean:
             self.generation += 1
         self.clean = True
@@ -162,7 +164,7 @@ class Exploration:
     def diverged(self) -> None:
         """The current example failed a check."""
         if self.failing is None:
-            self.first_failure = time.monotonic()
+            self.first_failure = self.examples
         self.failing = (self.recording, self.tester)
 
     def _tally(self) -> None:
@@ -333,7 +335,7 @@ def explore(t: Tester, machine: Callable[[Exploration], ConformanceMachine]) -> 
     every example into ``t`` and, on a failure, save the shrunk example's transcript and fail
     its rule (DRV-STATEFUL, DRV-TRANSCRIPT, DRV-SEED)."""
     run = levels.current()
-    ex = Exploration(t, run.level.shrink_s)
+    ex = Exploration(t, run.level.shrink_examples)
     config = settings(
         max_examples=run.level.examples,
         stateful_step_count=run.level.steps,
@@ -359,9 +361,8 @@ def explore(t: Tester, machine: Callable[[Exploration], ConformanceMachine]) -> 
         failure = next((e for e in inner if isinstance(e, Exception)), flaky)
     except Exception as exc:
         failure = exc
-    steps = [str(n) for n in getattr(failure, "__notes__", [])]
-    if isinstance(failure, ShrinkBudgetSpent):
-        steps = [str(failure)]
+    # Stopping Hypothesis mid-shrink surfaces as its own error: the example is ours anyway.
+    steps = [ex.stopped] if ex.stopped else [str(n) for n in getattr(failure, "__notes__", [])]
     failed = ex.fold(steps)
     if failed is not None:
         raise failed from failure
