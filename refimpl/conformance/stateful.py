@@ -135,6 +135,7 @@ class Exploration:
         self.t = t
         self.shrink_examples = shrink_examples
         self.examples = 0
+        self.requests = 0
         self.held: Counter[str] = Counter()
         self.generation = 0
         self.clean = True
@@ -170,6 +171,7 @@ class Exploration:
     def _tally(self) -> None:
         if self.tester is not self.t:
             self.held.update(c.rule for c in self.tester.checks if c.outcome == HELD)
+            self.requests += sum(e.finish is None for e in self.recording.events)
 
     def fold(self, steps: Sequence[str]) -> RuleFailure | None:
         """Put one check per rule into the case's tester: held (with the number of
@@ -180,7 +182,10 @@ class Exploration:
         failed = [] if failing is None else [c for c in failing[1].checks if c.outcome == FAILED]
         for name in self.t.case.rules:
             if self.held[name] and name not in {c.rule for c in failed}:
-                detail = f"{self.held[name]} comparisons held over {self.examples} examples"
+                detail = (
+                    f"{self.held[name]} comparisons held over {self.examples} examples "
+                    f"({self.requests} requests)"
+                )
                 self.t.checks.append(Check(name, HELD, detail))
         if failing is None or not failed:
             return None
