@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import NoReturn, cast
 
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
@@ -284,14 +284,14 @@ class ConformanceMachine(RuleBasedStateMachine):
         parked call to finish; it must be a candidate ``p`` answering ``answer(p)`` (checked
         for ``rule``), and it is parked no more."""
         try:
-            call, _ = self.rec.finish_any([p.call for p in self.parked], WAKE_S)
+            call, final = self.rec.finish_any([p.call for p in self.parked], WAKE_S)
         except DriverHung as exc:
             self._lost_wake(rule, candidates, answer, exc)
         except DriverFailure as exc:
             raise Abort(exc) from exc
         woken = next(p for p in self.parked if p.call.id == call.id)
         self.parked.remove(woken)
-        finished = Answer(self.rec.last(), call)
+        finished = Answer(self.rec.last(), final)
         if woken in candidates:
             self.judge(rule, finished, [answer(woken)], f"{woken.op} woken on {woken.thread}")
         else:
@@ -304,16 +304,16 @@ class ConformanceMachine(RuleBasedStateMachine):
         candidates: Sequence[Parked],
         answer: Callable[[Parked], Json],
         exc: DriverHung,
-    ) -> None:
-        """No parked call woke: a divergence recorded against the first candidate, without
-        shrinking (each retry would wait as long again)."""
+    ) -> NoReturn:
+        """No parked call woke: a divergence recorded against the first candidate (a pending
+        answer matches no final one), without shrinking (each retry would wait as long)."""
         first = candidates[0]
-        event = self.rec.still_pending(first.call)
-        finished = Answer(event, first.call)
+        finished = Answer(self.rec.still_pending(first.call), first.call)
         try:
             self.judge(rule, finished, [answer(p) for p in candidates], f"a woken {first.op}")
         except RuleFailure as failure:
             raise Abort(failure) from exc
+        raise AssertionError("a call still pending matched a final answer")
 
     def close(self) -> None:
         """Close the example's objects, checking the epilogue every example runs; after a

@@ -7,10 +7,14 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from types import TracebackType
 
 import pytest
 
+from refimpl.action_queue import ActionQueue
+from refimpl.allocator import TrackingAllocator
 from refimpl.conformance import levels, stateful
 from refimpl.conformance.cases import CASES, Case, CaseResult, run_case
 from refimpl.conformance.implementation import Implementation
@@ -26,6 +30,8 @@ from refimpl.conformance.transcript import (
     replay_file,
 )
 from refimpl.conformance.transcript import main as replay_main
+from refimpl.driver.components import REFIMPL
+from refimpl.sync import Condition
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,3 +168,52 @@ def test_stress_passes_the_refimpl_and_rejects_a_lifo_queue() -> None:
     assert not stress(broken, 600, seed=0, show=shown.append)
     broken.close()
     assert any("Illegal" in line for line in shown)
+
+
+class DeafCondition:
+    """A condition whose single wake-ups are lost; ``notify_all`` (deinit's) still wakes."""
+
+    def __init__(self, inner: Condition) -> None:
+        self.inner = inner
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.inner.wait(timeout)
+
+    def notify(self, n: int = 1) -> None:
+        return None
+
+    def notify_all(self) -> None:
+        self.inner.notify_all()
+
+    def __enter__(self) -> bool:
+        return self.inner.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return self.inner.__exit__(exc_type, exc, tb)
+
+
+class LostWakeQueue(ActionQueue):
+    """A push that never wakes a parked pop."""
+
+    def __init__(self, allocator: TrackingAllocator, capacity: int) -> None:
+        super().__init__(allocator, capacity)
+        self._not_empty = DeafCondition(self._not_empty)
+
+
+@pytest.mark.spec("DRV-STATEFUL")
+def test_a_lost_wake_up_fails_the_wake_without_shrinking(
+    quick: levels.Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stateful, "WAKE_S", 0.5)
+    components = replace(REFIMPL, name="lost-wake", queue=LostWakeQueue)
+    result = run(machine("stateful_queue"), InProcess(components))
+    assert result.outcome == "fail" and result.rule == "THR-QUEUE-ANY-THREAD", result.message
+    _, events = load(quick.failure_file("stateful_queue"))
+    (lost,) = [e for e in events if e.divergence is not None]
+    assert lost.finish is not None and lost.answer == {"status": "pending"}
+    assert lost.divergence is not None and lost.divergence.one_of
