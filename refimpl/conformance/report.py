@@ -344,7 +344,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the generated examples")
     p.add_argument("--replay", type=Path, help="resend a failure transcript to the driver")
     p.add_argument(
-        "--stress", type=int, metavar="OPS", help="run OPS random concurrent operations instead"
+        "--stress",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="OPS",
+        help="run OPS random concurrent operations instead (default: the level's number)",
     )
     return p
 

@@ -227,11 +227,13 @@ def stress(impl: Implementation, ops: int, seed: int, show: Callable[[str], None
 
 
 def main(ops: int, driver: str | None) -> int:
-    """``--stress OPS [--driver CMD] [--seed N]``: 0 when every history is linearizable."""
+    """``--stress [OPS] [--driver CMD] [--seed N] [--level L]``: 0 when every history is
+    linearizable; without ``OPS`` (0), the level's number of operations."""
+    run = levels.current()
     impl: Implementation = Subprocess(driver) if driver else InProcess()
     impl.hello()
     try:
-        passed = stress(impl, ops, levels.current().seed, print)
+        passed = stress(impl, ops or run.level.stress_ops, run.seed, print)
     finally:
         impl.close()
     return 0 if passed else 1

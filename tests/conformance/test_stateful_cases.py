@@ -217,3 +217,29 @@ def test_a_lost_wake_up_fails_the_wake_without_shrinking(
     (lost,) = [e for e in events if e.divergence is not None]
     assert lost.finish is not None and lost.answer == {"status": "pending"}
     assert lost.divergence is not None and lost.divergence.one_of
+
+
+@pytest.mark.spec("HC-STRESS", "DRV-LEVELS")
+def test_stress_from_the_command_line_takes_the_levels_size(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from refimpl.conformance.report import main
+
+    assert main(["--stress", "300", "--level", "quick", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "ops/s" in out and "(seed 3)" in out
+    assert levels.current().level.name == "quick" and levels.current().seed == 3
+
+
+@pytest.mark.spec("DRV-REPLAY")
+def test_replay_from_the_command_line(
+    quick: levels.Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from refimpl.conformance.report import main
+
+    run(machine("stateful_pool"), InProcess(MUTANTS["pool-release-twice"].components))
+    path = quick.failure_file("stateful_pool")
+    driver = f"{DRIVER} --mutant pool-release-twice"
+    assert main(["--replay", str(path), "--driver", driver, "--out", str(quick.out)]) == 1
+    assert "SP-RELEASE-TWICE" in capsys.readouterr().out
+    assert main(["--replay", str(path), "--out", str(quick.out)]) == 0
