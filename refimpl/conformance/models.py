@@ -9,6 +9,7 @@ option (HC-PENDING).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Hashable, Sequence
@@ -160,13 +161,17 @@ class ActionQueueObject:
     AQ-PUSH-FULL, AQ-AFTER-DEINIT, AQ-DEINIT-KEEPS-MESSAGES, MEM-PUSH-FAIL, MEM-QUEUE-MESSAGE).
 
     ``items`` are the queued ``(kind, message)`` pairs, oldest first; ``live`` the messages
-    allocated from the queue's allocator and not yet freed, oldest first: those queued and
-    those of pushes still waiting for room. Messages are distinct, so a message names its
-    action."""
+    allocated from the queue's allocator and not yet freed: those queued and those of woken
+    pushes. A parked push allocates its message at some instant of the call, which may come
+    after the driver answered ``pending`` (the call may not have started): its message is
+    ``waiting`` and may or may not be live yet, so the live messages are known as a multiset
+    of the possible ones (:meth:`possible_live`). Messages are distinct, so a message names
+    its action."""
 
     capacity: int
     items: deque[tuple[str, bytes]] = field(default_factory=deque)
     live: list[bytes] = field(default_factory=list)
+    parked: list[bytes] = field(default_factory=list)
     closed: bool = False
     refused: bool = False  # a push has met a full queue (ERR-QUEUE-FULL-RECOVER)
 
@@ -181,19 +186,28 @@ class ActionQueueObject:
             return "ShutDown"
         return QUEUE_FULL if self.full else OK
 
-    def pushed(self, kind: str, message: bytes, *, allocated: bool = True) -> None:
-        """A push took effect (``allocated``: its message was not already live, waiting)."""
+    def pushed(self, kind: str, message: bytes) -> None:
+        """A push took effect; a parked one's message is now certainly live."""
         self.items.append((kind, message))
-        if allocated:
-            self.live.append(message)
+        if message in self.parked:
+            self.parked.remove(message)
+        self.live.append(message)
 
     def waiting(self, message: bytes) -> None:
-        """A push is parked: its message is allocated and still the producer's."""
-        self.live.append(message)
+        """A push is parked: its message is, or will be, allocated, and is the producer's."""
+        self.parked.append(message)
 
     def abandoned(self, message: bytes) -> None:
         """A parked push failed (``ShutDown``): the producer freed its message."""
-        self.live.remove(message)
+        self.parked.remove(message)
+
+    def possible_live(self) -> list[list[bytes]]:
+        """Each multiset (sorted) the live messages may be now: the certain ones with any
+        subset of the parked pushes' messages."""
+        subsets = itertools.chain.from_iterable(
+            itertools.combinations(self.parked, k) for k in range(len(self.parked) + 1)
+        )
+        return [sorted([*self.live, *subset]) for subset in subsets]
 
     def pop(self) -> tuple[str, bytes] | None:
         """Take the oldest action; the consumer frees its message (AQ-POP-TRANSFERS)."""

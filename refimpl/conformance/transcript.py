@@ -176,6 +176,21 @@ def _sorted_result(answer: JsonObject) -> Json:
     return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
 
 
+def _sorted_ledger(answer: JsonObject) -> Json:
+    """A ``ledger`` answer with its buffers in a canonical order (by contents), for where
+    the order of allocation is not known."""
+    result = answer.get("result")
+    buffers = result.get("buffers") if isinstance(result, dict) else None
+    if (
+        answer.get("status") != "ok"
+        or not isinstance(result, dict)
+        or not isinstance(buffers, list)
+    ):
+        return answer
+    ordered = sorted((_canonical(v) for v in buffers), key=lambda v: _bytes(v) or b"")
+    return {**answer, "result": {**result, "buffers": ordered}}
+
+
 def _canonical(value: Json) -> Json:
     """Bytes in their ``{"b64"}`` form, objects reduced to ``payload``/``on_main``."""
     raw = _bytes(value) if isinstance(value, dict) and "b64" in value else None
@@ -189,6 +204,7 @@ def _canonical(value: Json) -> Json:
 VIEWS: dict[str, Callable[[JsonObject], Json]] = {
     "answer": lambda answer: answer,
     "sorted": _sorted_result,
+    "ledger-sorted": _sorted_ledger,
     "logs": _logs(_is_specified),
     "logs:result": _logs(_is_result),
     "logs:result-sorted": _logs(_is_result, ordered=False),
