@@ -331,10 +331,6 @@ class Recording:
         with self._cond:
             return self.events[-1]
 
-    def start_event(self, call: Pending) -> Event:
-        with self._cond:
-            return self._started[call.id]
-
     def finish(self, call: Pending, timeout_s: float) -> Final:
         return self.finish_any([call], timeout_s)[1]
 
@@ -363,7 +359,7 @@ class Recording:
         """Record that ``call`` has not finished (a wake that never came)."""
         with self._cond:
             start = self._started[call.id]
-        return self._append(Event(0, start.thread, {"status": "pending"}, finish=start.n))
+        return self._append(Event(0, start.thread, dict(PENDING), finish=start.n))
 
     def _watch(self, call: Pending) -> None:
         got: Final | DriverFailure
