@@ -4,7 +4,16 @@
 cites the rule IDs it checks.
 """
 
-from refimpl.conformance import stateful, suite_core, suite_lifecycle, suite_sandbox, suite_system
+from refimpl.conformance import (
+    stateful,
+    suite_core,
+    suite_faults,
+    suite_hostile,
+    suite_lifecycle,
+    suite_porting,
+    suite_sandbox,
+    suite_system,
+)
 from refimpl.conformance.cases import CASES, Case, CaseResult, Tester, case, run_case
 
 __all__ = [
@@ -16,7 +25,10 @@ __all__ = [
     "run_case",
     "stateful",
     "suite_core",
+    "suite_faults",
+    "suite_hostile",
     "suite_lifecycle",
+    "suite_porting",
     "suite_sandbox",
     "suite_system",
 ]

@@ -364,7 +364,7 @@ def _hello(server: Server, args: Args) -> Json:
         "protocol": PROTOCOL_VERSION,
         "implementation": server.components.name,
         "profile": server.profile,
-        "features": sorted(server.components.features - {CORE}),
+        "features": list[Json](sorted(server.components.features - {CORE})),
     }
 
 
