@@ -104,7 +104,7 @@ def matches(pattern: Json, actual: Json, mapped: Callable[[str], str] = str) -> 
     """Whether ``actual`` fits ``pattern``: an object pattern needs its keys only (an answer
     may carry more, such as ``detail``), ``{"b64"}`` matches the same bytes in either form of
     DRV-BYTES, ``{"$handle"}`` the handle it names and ``{"$not"}`` any handle but those; lists
-    match item by item, scalars by value and type."""
+    match item by item, text also in its ``{"b64"}`` form, other scalars by value and type."""
     if isinstance(pattern, dict):
         if set(pattern) == {"$handle"}:
             return isinstance(actual, str) and actual == mapped(str(pattern["$handle"]))
@@ -123,7 +123,15 @@ def matches(pattern: Json, actual: Json, mapped: Callable[[str], str] = str) -> 
             and len(actual) == len(pattern)
             and all(matches(p, a, mapped) for p, a in zip(pattern, actual, strict=True))
         )
+    if isinstance(pattern, str) and isinstance(actual, dict):
+        return _bytes(actual) == pattern.encode()  # text sent as {"b64"} (DRV-BYTES)
     return type(pattern) is type(actual) and pattern == actual
+
+
+def _text(value: Json) -> str:
+    """A text field in either DRV-BYTES form, as text."""
+    raw = _bytes(value)
+    return str(value) if raw is None else raw.decode("utf-8", "replace")
 
 
 # -- views: what of an answer an expectation looks at ----------------------------------------
@@ -160,8 +168,8 @@ def _logs(keep: Callable[[str, str], bool], ordered: bool = True) -> Callable[[J
             return answer
         kept: list[Json] = []
         for r in records:
-            if isinstance(r, dict) and keep(str(r.get("source")), str(r.get("text"))):
-                kept.append([str(r.get("level")), str(r.get("text"))])
+            if isinstance(r, dict) and keep(_text(r.get("source")), _text(r.get("text"))):
+                kept.append([_text(r.get("level")), _text(r.get("text"))])
         return kept if ordered else sorted(kept, key=json.dumps)
 
     return view
