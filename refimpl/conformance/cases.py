@@ -263,6 +263,11 @@ class Tester:
             raise SetupFailed(message)
         raise RuleFailure(self.rule, message)
 
+    def stop(self, message: str) -> None:
+        """End the case here, as a failed step: the rules it has not checked yet are not
+        evaluated (for a case whose precondition did not come about)."""
+        raise SetupFailed(message)
+
     def expect(self, condition: bool, message: str) -> None:
         if not condition:
             self.fail(message)

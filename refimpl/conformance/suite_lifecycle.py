@@ -203,7 +203,7 @@ def runner_deinit_waits(t: Tester) -> None:
     if not ran:
         # The worker had not taken the first script when deinit cancelled it: nothing ran
         # that deinit could have waited for, so the rule is not evaluated.
-        t.fail("no script had started when deinit was called")
+        t.stop("no script had started when deinit was called")
     with t.checking("SR-DEINIT-WAIT"):
         t.expect_ok(reply, "runner deinit")
         t.equal(done, ran, "on_complete calls when deinit returned")
@@ -329,7 +329,7 @@ def runner_payload_oom(t: Tester) -> None:
                     t.equal(_live_with(t, e, b"return 1"), [], f"k={k}: the script copy")
         _finish(t, e)
     if not hit:
-        t.fail("no injected failure reached the payload allocation")
+        t.stop("no injected failure reached the payload allocation")
 
 
 @case("CMP-RUNNER-AFFINITY", features=ENGINE)
@@ -666,7 +666,7 @@ def ecs_writes_main_only(t: Tester) -> None:
         return isinstance(reply, Ok) and obj(reply.value)["success"] is True
 
     if not run('ID = ecs.createEntity() ecs.addComponent(ID, "T", {x = 1})', "main"):
-        t.fail("the main thread could not build the world")
+        t.stop("the main thread could not build the world")
     with t.checking("THR-ECS-WRITE-MAIN"):
         t.expect(not run('ecs.addComponent(ID, "T", {x = 2})', "other"), "addComponent off main")
         t.expect(not run('ecs.addComponent(ID, "U", {x = 3})', "other"), "new component off main")

@@ -372,7 +372,7 @@ def sandbox_globals_persist(t: Tester) -> None:
     states = _states(t, e)
     for s in states:
         if _run(t, s, f'MARK = "{s}" function Mark() return MARK end')["success"] is not True:
-            t.fail(f"state {s} could not define globals")
+            t.stop(f"state {s} could not define globals")
     _release(t, e, states)
     for _ in range(2):
         again = _states(t, e)
