@@ -39,9 +39,9 @@ class Level:
 LEVELS = {
     level.name: level
     for level in (
-        Level("quick", 15, 20, history_calls=8, stress_ops=2_000, shrink_examples=100),
-        Level("standard", 50, 40, history_calls=20, stress_ops=20_000, shrink_examples=400),
-        Level("thorough", 400, 80, history_calls=100, stress_ops=200_000, shrink_examples=2_000),
+        Level("quick", 15, 20, history_calls=8, stress_ops=2_000, shrink_examples=40),
+        Level("standard", 50, 40, history_calls=20, stress_ops=20_000, shrink_examples=200),
+        Level("thorough", 400, 80, history_calls=100, stress_ops=200_000, shrink_examples=1_000),
     )
 }
 DEFAULT = "standard"
