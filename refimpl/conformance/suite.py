@@ -5,6 +5,7 @@ cites the rule IDs it checks.
 """
 
 from refimpl.conformance import (
+    stateful,
     suite_core,
     suite_faults,
     suite_hostile,
@@ -22,6 +23,7 @@ __all__ = [
     "Tester",
     "case",
     "run_case",
+    "stateful",
     "suite_core",
     "suite_faults",
     "suite_hostile",
