@@ -1,18 +1,29 @@
 """The in-process adapter: the refimpl's driver core called directly, without a pipe.
 
 Logical threads are real threads, each with its own FIFO of calls, exactly as in
-``python -m refimpl.driver``; only the JSON text is skipped. ``components`` lets the suite serve
-a deliberately broken variant (``mutants.py``).
+``python -m refimpl.driver``; only the JSON text is skipped, except for raw lines
+(:class:`~refimpl.conformance.implementation.Wire`), which go through ``Server.handle_line``.
+``components`` lets the suite serve a deliberately broken variant (``mutants.py``).
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 
-from refimpl.conformance.implementation import AnswerBook, Final, Pending, Reply, to_reply
+from refimpl.conformance.implementation import (
+    AnswerBook,
+    Final,
+    Pending,
+    Reply,
+    Wire,
+    to_reply,
+)
 from refimpl.driver.components import REFIMPL, Components
 from refimpl.driver.server import Server
-from refimpl.driver.wire import JsonObject, Request
+from refimpl.driver.wire import Json, JsonObject, Request
+
+GRACE_S = 30.0
 
 
 class InProcess:
@@ -20,6 +31,8 @@ class InProcess:
 
     def __init__(self, components: Components = REFIMPL, profile: str = "refimpl") -> None:
         self.name = f"in-process {components.name}"
+        self.components = components
+        self.profile = profile
         self._book = AnswerBook()
         self._server = Server(self._book.deliver, components, profile=profile)
         self._ids = itertools.count(1)
@@ -34,12 +47,32 @@ class InProcess:
     def start(self, thread: str, op: str, args: JsonObject, wait_ms: int) -> Reply:
         rid = next(self._ids)
         self._server.handle(Request(rid, thread, op, args, wait_ms))
-        return to_reply(self._book.wait(rid, 0, 1.0))
+        return to_reply(self._book.wait(rid, 0, wait_ms / 1000 + GRACE_S))
 
     def finish(self, call: Pending, timeout_s: float) -> Final:
         reply = to_reply(self._book.wait(call.id, 1, timeout_s))
         assert not isinstance(reply, Pending)
         return reply
+
+    def send_raw(self, line: str | bytes) -> None:
+        self._server.handle_line(line)
+
+    def raw_answer(self, rid: Json, index: int = 0, timeout_s: float = 10.0) -> JsonObject:
+        return self._book.wait(rid, index, timeout_s)
+
+    def raw_answers(self, rid: Json) -> list[JsonObject]:
+        return self._book.all(rid)
+
+    def end_input(self, within_s: float) -> bool:
+        """What the driver does at end of input (``Server.close``), on a thread of its own;
+        whether it returned within ``within_s``."""
+        closer = threading.Thread(target=self._server.close, name="end-of-input", daemon=True)
+        closer.start()
+        closer.join(within_s)
+        return not closer.is_alive()
+
+    def fresh(self) -> Wire:
+        return InProcess(self.components, self.profile)
 
     def close(self) -> None:
         self._server.close()

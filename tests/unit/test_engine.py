@@ -69,9 +69,9 @@ def test_close_shuts_components_down_in_order(monkeypatch: pytest.MonkeyPatch) -
     def spy(name: str, target: object, method: str) -> None:
         original = getattr(target, method)
 
-        def wrapped() -> None:
+        def wrapped(*args: object, **kwargs: object) -> object:
             calls.append(name)
-            original()
+            return original(*args, **kwargs)
 
         monkeypatch.setattr(target, method, wrapped)
 
