@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -13,15 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from refimpl.conformance.cases import FAILED, HELD, Case, CaseResult, Check
 from refimpl.conformance.implementation import (
     AnswerBook,
     DriverCrashed,
     DriverHung,
+    Implementation,
     Ok,
     Op,
     Pending,
 )
+from refimpl.conformance.inprocess import InProcess
 from refimpl.conformance.report import (
+    ROOT,
     STATUSES,
     Profile,
     Rule,
@@ -31,9 +36,11 @@ from refimpl.conformance.report import (
     totals,
 )
 from refimpl.conformance.report import main as report_main
+from refimpl.conformance.sessions import Plan, handshake, run_cases
 from refimpl.conformance.subprocess_adapter import Subprocess, command_line
+from refimpl.conformance.suite import CASES
 from refimpl.driver.features import ALL as ALL_FEATURES
-from refimpl.driver.features import CORE
+from refimpl.driver.features import CORE, FEATURES
 from refimpl.driver.server import OPERATIONS, Server
 from refimpl.driver.wire import Json, JsonObject, ProtocolCode, dumps, encode_bytes, is_int
 from refimpl.errors import ErrorCode
@@ -468,3 +475,90 @@ def test_a_raising_callback_is_recorded_then_fails(driver: Subprocess) -> None:
     assert isinstance(stats, dict) and isinstance(stats["runner"], dict)
     assert stats["runner"]["callback_errors"] == 1
     raw(driver, {"op": "engine.close", "args": {"engine": handle}})
+
+
+# -- the feature table, case selection, per-check verdicts, sessions -------------------------
+
+
+def spec_feature_rows() -> dict[str, str]:
+    """The rows of the feature table in spec/driver-protocol.md: feature name -> its cell."""
+    text = (ROOT / "spec" / "driver-protocol.md").read_text()
+    section = text.split("## Features and operations", 1)[1].split("\n\n| Op |", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        match = re.match(r"^\| `([a-z_.]+)`(?: \(always\))? \| (.*) \|$", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+@pytest.mark.spec("DRV-FEATURES", "DRV-OPS")
+def test_the_spec_feature_table_is_features_py() -> None:
+    rows = spec_feature_rows()
+    assert set(rows) == set(FEATURES)
+    every_op = {op for f in FEATURES.values() for op in f.ops}
+    for name, feature in FEATURES.items():
+        named = set(re.findall(r"`([a-z_.]+)`", rows[name]))
+        extended = set(feature.args) | set(feature.fields)
+        assert set(feature.ops) <= named, name
+        assert named & every_op <= set(feature.ops) | extended, name
+        for words in (*feature.args.values(), *feature.fields.values()):
+            assert all(re.search(rf"\b{w}\b", rows[name]) for w in words), (name, words)
+
+
+def _case(name: str, rules: tuple[str, ...], features: frozenset[str] = frozenset()) -> Case:
+    return Case(name, rules, lambda t: None, "tests", features)
+
+
+@pytest.mark.spec("DRV-REPORT-PER-CHECK")
+def test_a_rule_passes_only_on_a_check_that_held() -> None:
+    rules = {r: Rule(r, "api", "action-queue.md") for r in ("AQ-A", "AQ-B", "AQ-C", "AQ-D")}
+    stopped = _case("stops", ("AQ-A", "AQ-B", "AQ-C"))
+    checks = (Check("AQ-A", HELD, ""), Check("AQ-B", FAILED, "boom"))
+    results = [
+        CaseResult(stopped, "fail", checks, "RuleFailure: AQ-B: boom", 0.0, "RuleFailure"),
+        CaseResult(_case("clean", ("AQ-D",)), "pass", (), "", 0.0),
+    ]
+    status = classify(rules, results, Profile("p"))
+    assert {r: status[r].status for r in rules} == {
+        "AQ-A": "pass",
+        "AQ-B": "fail",
+        "AQ-C": "not evaluated",
+        "AQ-D": "not evaluated",  # a case that ran no check of it proves nothing
+    }
+    assert status["AQ-B"].messages == ["stops: boom"]
+
+
+@pytest.mark.spec("DRV-FEATURES")
+def test_a_case_of_an_undeclared_feature_is_not_applicable_with_the_reason() -> None:
+    c = _case("needs_queue", ("AQ-A",), frozenset({"queue", "queue.counters"}))
+    plan = Plan({"protocol": 2}, frozenset({"queue"}))
+    [result] = run_cases([c], InProcess, plan)
+    assert (result.outcome, result.message) == ("n/a", "feature queue.counters not provided")
+    status = classify({"AQ-A": Rule("AQ-A", "api", "x.md")}, [result], Profile("p"))
+    assert (status["AQ-A"].status, status["AQ-A"].reason) == (
+        "n/a",
+        "needs_queue: feature queue.counters not provided",
+    )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.spec("DRV-SESSION-PER-CASE", "DRV-CLIENT-CRASH")
+def test_each_case_gets_a_fresh_driver_and_a_crash_costs_one_case() -> None:
+    opened: list[Subprocess] = []
+
+    def session() -> Implementation:
+        opened.append(Subprocess("python -m refimpl.driver --broken exit-on-bad-json"))
+        return opened[-1]
+
+    names = ("driver_hello", "driver_bad_lines", "driver_request_ids")
+    cases = [c for c in CASES if c.name in names]
+    plan = handshake(session)
+    expected = {"driver_hello": "pass", "driver_bad_lines": "fail", "driver_request_ids": "pass"}
+    for shared, processes in ((False, 1 + 3), (True, 1 + 3 + 2)):
+        results = run_cases(cases, session, plan, jobs=2, shared=shared)
+        assert {r.case.name: r.outcome for r in results} == expected
+        crashed = next(r for r in results if r.case.name == "driver_bad_lines")
+        assert crashed.stopped_by == "DriverCrashed"
+        assert len(opened) == processes  # shared: a new driver only after the crash
+        assert all(d.returncode is not None for d in opened)  # none is left running
