@@ -123,6 +123,17 @@ class ReleaseTwiceAccepted(StatePool[Token]):
         super().release(resource)
 
 
+class ForeignReleaseAccepted(StatePool[Token]):
+    """Takes a resource it never leased as a free one, yet still refuses a double release."""
+
+    def release(self, resource: Token) -> None:
+        known = id(resource) in self._leased or any(r is resource for r in self._free)
+        if not known:
+            self._free.append(resource)
+            return
+        super().release(resource)
+
+
 # -- CVar registry bugs --------------------------------------------------------------------
 
 
@@ -357,6 +368,12 @@ def _mutants() -> dict[str, Mutant]:
             replace(_pool(TryAcquireKeepsCount), name="pool-available-drift"),
         ),
         Mutant(
+            "foreign-release-accepted",
+            "SP-RELEASE-FOREIGN",
+            "a resource of another pool is accepted as a free one",
+            replace(_pool(ForeignReleaseAccepted), name="foreign-release-accepted"),
+        ),
+        Mutant(
             "pool-release-twice",
             "SP-RELEASE-TWICE",
             "a second release of a free resource is silently accepted",
@@ -364,7 +381,7 @@ def _mutants() -> dict[str, Mutant]:
         ),
         m(
             "parser-drops-last-field",
-            "MSG-PARSE-CVARLUA",
+            "MSG-PARSE-ALL-FIELDS",
             "the CVarLua parser loses the field after the last NUL",
             replace(REFIMPL, parse_cvar_lua=_parse_dropping_last),
         ),

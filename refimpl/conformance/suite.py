@@ -7,7 +7,10 @@ cites the rule IDs it checks.
 from refimpl.conformance import (
     suite_core,
     suite_driver,
+    suite_faults,
+    suite_hostile,
     suite_lifecycle,
+    suite_porting,
     suite_sandbox,
     suite_system,
 )
@@ -22,7 +25,10 @@ __all__ = [
     "run_case",
     "suite_core",
     "suite_driver",
+    "suite_faults",
+    "suite_hostile",
     "suite_lifecycle",
+    "suite_porting",
     "suite_sandbox",
     "suite_system",
 ]

@@ -11,14 +11,11 @@ the implementation, ``--broken`` a deliberately broken variant of the driver its
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
-from typing import BinaryIO, TextIO
 
 from refimpl.driver.components import REFIMPL, Components
 from refimpl.driver.server import Server
-from refimpl.driver.wire import JsonObject, dumps
+from refimpl.driver.stdio import exit_now, serve, writer
 
 
 def _components(parser: argparse.ArgumentParser, mutant: str | None) -> Components:
@@ -29,26 +26,6 @@ def _components(parser: argparse.ArgumentParser, mutant: str | None) -> Componen
     if mutant not in MUTANTS:
         parser.error(f"unknown mutant {mutant!r}; known: {', '.join(MUTANTS)}")
     return MUTANTS[mutant].components
-
-
-def serve(server: Server, source: BinaryIO) -> None:
-    """Every line of ``source`` to ``server``, then close the session (DRV-EOF)."""
-    for line in source:
-        server.handle_line(line)
-    server.close()
-
-
-def writer(out: TextIO) -> Callable[[JsonObject], None]:
-    """Answers as lines on ``out``; a client that stopped reading loses them, nothing more."""
-
-    def emit(answer: JsonObject) -> None:
-        try:
-            out.write(dumps(answer) + "\n")
-            out.flush()
-        except (OSError, ValueError):
-            pass
-
-    return emit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Threads still blocked in a call or stuck in Lua must not hold the process (DRV-EOF).
-    os._exit(status)
+    exit_now(main())

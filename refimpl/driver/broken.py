@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from refimpl.driver.components import REFIMPL
 from refimpl.driver.server import Call, Emit, Server
+from refimpl.driver.stdio import serve
 from refimpl.driver.wire import JsonObject, ProtocolCode, ProtocolError, Request, error, loads
 
 T = TypeVar("T")
@@ -108,10 +109,7 @@ class BrokenDriver:
 
     def run(self, source: Iterable[bytes], emit: Emit) -> int:
         """Serve ``source`` as the reference driver does, with this driver's bug."""
-        server = self.server(emit, REFIMPL, profile="refimpl")
-        for line in source:
-            server.handle_line(line)
-        server.close()
+        serve(self.server(emit, REFIMPL, profile="refimpl"), source)
         return 0
 
 

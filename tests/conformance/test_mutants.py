@@ -21,8 +21,7 @@ def failing_rules(impl: Implementation, rule: str) -> set[str]:
     for c in cases:
         result = run_case(c, impl)
         assert result.outcome != "error", result.message
-        if result.outcome == "fail" and result.rule is not None:
-            failed.add(result.rule)
+        failed.update(result.failed_rules)
     return failed
 
 
