@@ -139,8 +139,7 @@ class Implementation(Protocol):
 @runtime_checkable
 class Wire(Protocol):
     """The session's own line protocol, for cases of the driver's rules (DRV-*): lines sent as
-    they are, answers read by their ``id`` as sent, and the end of input. Both adapters
-    provide it."""
+    they are and answers read by their ``id`` as sent. Both adapters provide it."""
 
     def send_raw(self, line: str | bytes) -> None:
         """Send one line as it is (a newline is added)."""
@@ -155,13 +154,18 @@ class Wire(Protocol):
         """Every answer carrying ``rid`` received so far."""
         ...
 
-    def end_input(self, within_s: float) -> bool:
-        """End the session's input; whether it then ended cleanly (a driver process: exit
-        status 0) within ``within_s``. Afterwards the session is gone (DRV-EOF)."""
+    def fresh(self) -> Process:
+        """A new session of the same driver in a process of its own, for a case that ends its
+        input (only a process can end a worker stuck in Lua)."""
         ...
 
-    def fresh(self) -> Wire:
-        """A new session of the same driver, for a case that ends a session's input."""
+
+class Process(Wire, Protocol):
+    """A session that is a driver process: its input can be ended, and it can be killed."""
+
+    def end_input(self, within_s: float) -> bool:
+        """End the driver's input; whether it then exited with status 0 within ``within_s``
+        (DRV-EOF). Afterwards the session is gone."""
         ...
 
     def kill(self) -> None: ...

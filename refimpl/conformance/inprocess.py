@@ -3,22 +3,24 @@
 Logical threads are real threads, each with its own FIFO of calls, exactly as in
 ``python -m refimpl.driver``; only the JSON text is skipped, except for raw lines
 (:class:`~refimpl.conformance.implementation.Wire`), which go through ``Server.handle_line``.
+A case that ends a session's input gets a driver process of its own (:meth:`InProcess.fresh`).
 ``components`` lets the suite serve a deliberately broken variant (``mutants.py``).
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
+import sys
 
 from refimpl.conformance.implementation import (
     AnswerBook,
     Final,
     Pending,
+    Process,
     Reply,
-    Wire,
     to_reply,
 )
+from refimpl.conformance.subprocess_adapter import Subprocess
 from refimpl.driver.components import REFIMPL, Components
 from refimpl.driver.server import Server
 from refimpl.driver.wire import Json, JsonObject, Request
@@ -63,16 +65,12 @@ class InProcess:
     def raw_answers(self, rid: Json) -> list[JsonObject]:
         return self._book.all(rid)
 
-    def end_input(self, within_s: float) -> bool:
-        """What the driver does at end of input (``Server.close``), on a thread of its own;
-        whether it returned within ``within_s``."""
-        closer = threading.Thread(target=self._server.close, name="end-of-input", daemon=True)
-        closer.start()
-        closer.join(within_s)
-        return not closer.is_alive()
-
-    def fresh(self) -> Wire:
-        return InProcess(self.components, self.profile)
+    def fresh(self) -> Process:
+        """The reference driver (serving the same mutant, if any) as a process of its own."""
+        argv = [sys.executable, "-m", "refimpl.driver"]
+        if self.components is not REFIMPL:
+            argv += ["--mutant", self.components.name]
+        return Subprocess(argv)
 
     def close(self) -> None:
         self._server.close()

@@ -5,7 +5,7 @@ JSON object per line (DRV-JSONL). A reader thread files answers by id. A driver 
 answer within the request's ``wait_ms`` plus ``hang_s`` is reported as hung, one that closes its
 output or exits as crashed, with the tail of its standard error (DRV-CLIENT-HANG,
 DRV-CLIENT-CRASH); the suite never waits forever. The adapter is also the suite's
-:class:`~refimpl.conformance.implementation.Wire`: raw lines in, answers by id out, the end of
+:class:`~refimpl.conformance.implementation.Process`: raw lines in, answers by id out, the end of
 input and a fresh process of the same command, for the cases of the driver's own rules.
 """
 
@@ -29,8 +29,8 @@ from refimpl.conformance.implementation import (
     Final,
     Ok,
     Pending,
+    Process,
     Reply,
-    Wire,
     to_reply,
 )
 from refimpl.driver.wire import PROTOCOL_VERSION, Json, JsonObject, dumps
@@ -124,7 +124,7 @@ class Subprocess:
             return False
         return status == 0
 
-    def fresh(self) -> Wire:
+    def fresh(self) -> Process:
         return Subprocess(self.argv, hang_s=self.hang_s)
 
     def _close_input(self) -> None:

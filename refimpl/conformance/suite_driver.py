@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator
 
 from refimpl.conformance.cases import SuiteError, Tester, b, case, text, unb
-from refimpl.conformance.implementation import Wire
+from refimpl.conformance.implementation import Process, Wire
 from refimpl.driver.features import CORE, FEATURES, Feature, needed
 from refimpl.driver.wire import MAX_INT, MAX_MS, PROTOCOL_VERSION, Json, JsonObject, dumps
 from refimpl.errors import ErrorCode
@@ -86,14 +86,23 @@ def wire_of(t: Tester) -> Wire:
     return t.impl
 
 
+class OwnRaw(Raw):
+    """Raw requests on a driver process the case started."""
+
+    def __init__(self, t: Tester, process: Process) -> None:
+        super().__init__(t, process)
+        self.process = process
+
+
 @contextlib.contextmanager
-def own_session(t: Tester) -> Iterator[Raw]:
-    """A fresh session of the same driver, for a case that ends its input; killed after."""
-    wire = wire_of(t).fresh()
+def own_session(t: Tester) -> Iterator[OwnRaw]:
+    """A fresh driver process of the same driver, for a case that ends its input; killed
+    after."""
+    process = wire_of(t).fresh()
     try:
-        yield Raw(t, wire)
+        yield OwnRaw(t, process)
     finally:
-        wire.kill()
+        process.kill()
 
 
 def code_of(answer: JsonObject) -> str | None:
@@ -545,7 +554,7 @@ def driver_eof_with_blocked_calls(t: Tester) -> None:
         blocked = raw.send("queue.pop", "C", args={"queue": q})
         raw.send("await", args={"id": blocked})
         with t.checking("DRV-EOF"):
-            t.expect(raw.wire.end_input(EOF_WITHIN_S), f"exit status 0 within {EOF_WITHIN_S} s")
+            t.expect(raw.process.end_input(EOF_WITHIN_S), f"exit status 0 within {EOF_WITHIN_S} s")
 
 
 @case("DRV-EOF", features=("engine", "engine.limits"))
@@ -558,7 +567,7 @@ def driver_eof_with_stuck_worker(t: Tester) -> None:
         assert isinstance(e, dict)
         raw.result("engine.enqueue", engine=e["engine"], script=b("while true do end"))
         with t.checking("DRV-EOF"):
-            t.expect(raw.wire.end_input(EOF_WITHIN_S), f"exit status 0 within {EOF_WITHIN_S} s")
+            t.expect(raw.process.end_input(EOF_WITHIN_S), f"exit status 0 within {EOF_WITHIN_S} s")
 
 
 # -- operations of the declared features ---------------------------------------------------

@@ -342,11 +342,15 @@ def test_fuzzed_requests_are_answered_with_codes(batch: list[str]) -> None:
         server.close()
 
 
+def refuse_constant(token: str) -> Json:
+    raise ValueError(f"{token} is not JSON")
+
+
 def usable_id(line: str) -> Json:
     """The id a driver answers a line with: its own when usable, else null."""
     try:
-        value = json.loads(line.replace("\n", " "))
-    except ValueError:
+        value = json.loads(line.replace("\n", " "), parse_constant=refuse_constant)
+    except ValueError:  # not JSON, not strict JSON, or beyond the digit limit
         return None
     rid = value.get("id") if isinstance(value, dict) else None
     if isinstance(rid, str) or (isinstance(rid, int) and is_int(rid)):
