@@ -20,7 +20,7 @@ from refimpl.cvar import CVarRegistry, format_value
 from refimpl.ecs import World
 from refimpl.errors import InvalidArgument, ScriptingError, ThreadAffinityError
 from refimpl.input import InputState
-from refimpl.lua import DEFAULT_LIMITS, Binding, LuaLimits, LuaState
+from refimpl.lua import DEFAULT_LIMITS, Binding, LuaLimits, LuaState, Opaque
 
 log = logging.getLogger("refimpl.console")
 
@@ -104,12 +104,15 @@ def _lua_type_name(value: object) -> str:
         return "number"
     if isinstance(value, bytes):
         return "string"
+    if isinstance(value, Opaque):
+        return value.kind
     return "table" if LuaState.is_table(value) else "value"
 
 
 def register_console_functions(L: LuaState, context: BindingContext) -> None:
     """``console.log(level, msg)`` and ``console.execute(cmd)``; ``print`` itself is installed
-    by :class:`LuaState` with this module's logger as its sink (LB-CONSOLE-LOG,
+    by :class:`LuaState` with this module's logger as its sink; both count against the call's
+    log budget (SBX-LOG-BOUND, LB-CONSOLE-LOG,
     LB-CONSOLE-LOG-LEVEL, LB-CONSOLE-EXECUTE, LB-CONSOLE-EXECUTE-GET, LB-CONSOLE-EXECUTE-TOGGLE,
     LB-CONSOLE-EXECUTE-RESET, LB-CONSOLE-EXECUTE-UNKNOWN, LB-PRINT)."""
 
@@ -119,7 +122,9 @@ def register_console_functions(L: LuaState, context: BindingContext) -> None:
         if not isinstance(level, bytes) or level not in LOG_LEVELS:
             shown = level.decode(errors="replace") if isinstance(level, bytes) else level
             raise InvalidArgument(f"unknown level {shown!r} (expected debug, info, warn or error)")
-        log.log(LOG_LEVELS[level], "%s", _string(message, "message"))
+        text = _string(message, "message")
+        if L.admit_log(len(text)):
+            log.log(LOG_LEVELS[level], "%s", text)
         return ()
 
     @lua_binding("console.execute")
@@ -292,7 +297,9 @@ def create_lua_state(
     allocation = allocator.alloc(STATE_ALLOCATION, tag="lua_State")
     try:
         L = state_type(
-            limits, print_sink=lambda line: log.info("%s", line.decode(errors="replace"))
+            limits,
+            print_sink=lambda line: log.info("%s", line.decode(errors="replace")),
+            main_thread=context.main_thread,
         )
     except BaseException:
         allocator.free(allocation)

@@ -1,7 +1,8 @@
 """The seed's "Message Formats" section: CVarLua framing and ScriptResult text.
 
 CVarLua is ``handler NUL name NUL old NUL new``: exactly three NUL bytes, four fields, no
-trailing NUL (D3, D4). ScriptResult is ``OK`` or ``ERROR: `` followed by the Lua error text (D5).
+trailing NUL (D3, D4). ScriptResult is ``OK`` or ``ERROR: `` followed by the Lua error text (D5),
+cut to ``MAX_RESULT_TEXT`` bytes with a marker (HOS-RESULT-BOUNDED).
 Everything here is bytes: Lua strings are byte strings.
 """
 
@@ -15,6 +16,9 @@ NUL = b"\x00"
 CVARLUA_FIELDS = 4
 OK = b"OK"
 ERROR_PREFIX = b"ERROR: "
+# The most error text a ScriptResult (or a logged handler error) carries: a queue of 256 results
+# then holds at most 16 MiB, whatever the scripts raised.
+MAX_RESULT_TEXT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,18 @@ def parse_cvar_lua(buffer: bytes) -> CVarLuaMessage:
     return CVarLuaMessage(handler, name, old, new)
 
 
+def bounded_text(text: bytes, limit: int = MAX_RESULT_TEXT) -> bytes:
+    """``text`` when it has at most ``limit`` bytes, else its first ``limit`` bytes followed by
+    ``... [truncated: N bytes in all]`` (HOS-RESULT-BOUNDED)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + b"... [truncated: %d bytes in all]" % len(text)
+
+
 def script_result_payload(success: bool, message: bytes) -> bytes:
-    """``OK`` on success, else ``ERROR: `` + the Lua error text (MSG-RESULT-OK,
-    MSG-RESULT-ERROR)."""
-    return OK if success else ERROR_PREFIX + message
+    """``OK`` on success, else ``ERROR: `` + the Lua error text, bounded (MSG-RESULT-OK,
+    MSG-RESULT-ERROR, HOS-RESULT-BOUNDED)."""
+    return OK if success else ERROR_PREFIX + bounded_text(message)
 
 
 def is_error_result(payload: bytes) -> bool:

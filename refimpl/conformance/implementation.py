@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from refimpl.driver.wire import Json, JsonObject
 
-DEFAULT_WAIT_MS = 20_000
+DEFAULT_WAIT_MS = 5_000
 
 
 class Op(enum.StrEnum):

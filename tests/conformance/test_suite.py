@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_port_suites import REFIMPL_SANDBOX_ESCAPES
 
 import refimpl.conformance as conformance_package
 from refimpl.conformance.cases import ASSERTIONS, PASSED, STOPPED, Case, CaseResult, run_case
@@ -28,15 +27,10 @@ from refimpl.driver.wire import PROTOCOL_VERSION, Json, JsonObject
 REFERENCE = "python -m refimpl.driver"
 
 
-def _marks(c: Case) -> list[pytest.MarkDecorator]:
-    marks = [pytest.mark.spec(*c.rules)]
-    if c.name in REFIMPL_SANDBOX_ESCAPES:  # the sandbox does not close these yet
-        marks.append(pytest.mark.xfail(strict=True, reason=REFIMPL_SANDBOX_ESCAPES[c.name][1]))
-    return marks
-
-
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=_marks(c)) for c in CASES])
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.name, marks=pytest.mark.spec(*c.rules)) for c in CASES]
+)
 def test_case_in_process(case: Case) -> None:
     """Each case passes on the refimpl and checks exactly the rules it cites."""
     impl = InProcess()
@@ -54,12 +48,11 @@ def test_every_case_through_the_reference_driver_one_process_each() -> None:
     session = lambda: Subprocess(REFERENCE)  # noqa: E731
     plan = handshake(session)
     assert plan.features == ALL - {CORE}
-    cases = [c for c in CASES if c.name not in REFIMPL_SANDBOX_ESCAPES]
-    results = run_cases(cases, session, plan, jobs=2)
+    results = run_cases(CASES, session, plan, jobs=2)
     failed = [(r.case.name, r.outcome, r.message[:300]) for r in results if r.outcome != PASSED]
     assert failed == []
     status = classify(load_rules(), results, Profile("refimpl"))
-    cited = {rule for c in cases for rule in c.rules}
+    cited = {rule for c in CASES for rule in c.rules}
     assert {rule for rule in cited if status[rule].status != PASS} == set()
 
 
@@ -104,15 +97,14 @@ exit_now(0)
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.spec("DRV-BYTES")
+@pytest.mark.spec("DRV-BYTES", "DRV-SESSION-PER-CASE")
 def test_a_driver_sending_b64_everywhere_passes_what_the_reference_passes(tmp_path: Path) -> None:
     """Text results (CVar values, handler names, event fields, log text) sent as ``{"b64"}``,
     as DRV-BYTES allows, are decoded by the suite: nothing fails for the form."""
     script = tmp_path / "b64_driver.py"
     script.write_text(B64_DRIVER)
     session = lambda: Subprocess([sys.executable, str(script)])  # noqa: E731
-    cases = [c for c in CASES if c.name not in REFIMPL_SANDBOX_ESCAPES]
-    results = run_cases(cases, session, handshake(session), jobs=2)
+    results = run_cases(CASES, session, handshake(session), shared=True)  # --session mode
     assert [(r.case.name, r.message[:300]) for r in results if r.outcome != PASSED] == []
 
 

@@ -15,8 +15,9 @@ from refimpl.lua import LuaLimits, LuaState, execute_lua_buffer
 SMALL_LIMITS = LuaLimits(max_memory=2 * 1024 * 1024, max_instructions=200_000)
 
 HANDLER_PRELUDE = b"""
-calls = 0
+local calls = 0
 function OnGood(name, old, new) calls = calls + 1 end
+function Calls() return calls end
 function OnError(name, old, new) error("handler failed on " .. name) end
 function OnYield(name, old, new) coroutine.yield(1) end
 function OnLoop(name, old, new) while true do end end

@@ -91,7 +91,7 @@ def test_no_python_even_with_host_libraries() -> None:
     # What the debug library can dig out of lupa's wrappers is opaque: no attribute access.
     script = """
       local impl
-      for i = 1, 5 do
+      for i = 1, 60 do
         local _, v = debug.getupvalue(cvar.set, i)
         if type(v) == "userdata" then impl = v end
       end
@@ -388,5 +388,78 @@ def test_native_functions_that_overrun_the_budget_are_documented() -> None:
     L = h.state(limits=LuaLimits(max_memory=8 * 1024 * 1024, max_instructions=5_000))
     assert h.run(L, "local s = string.rep('ab', 1000000); assert(#s == 2000000)") == (True, b"OK")
     assert h.run(L, "local s = '' for i = 1, 1000000 do s = 'ab' end")[0] is False
+    h.close()
+    assert h.allocator.live() == []
+
+
+@pytest.mark.spec("SBX-NO-FINALIZERS")
+def test_setmetatable_refuses_gc_and_sets_nothing() -> None:
+    h = Harness()
+    L = h.state()
+    assert h.put(L, "select(2, pcall(setmetatable, {}, {__gc = print}))") == (
+        b"setmetatable: __gc metamethods are not allowed in the sandbox"
+    )
+    assert (
+        h.put(
+            L,
+            "(function() local t = {} pcall(setmetatable, t, {__gc = 1})"
+            " return getmetatable(t) end)()",
+        )
+        is None
+    )
+    h.close()
+    assert h.allocator.live() == []
+
+
+@pytest.mark.spec("SBX-CONVERSION-BOUND")
+def test_component_data_beyond_the_value_budget_is_refused() -> None:
+    h = Harness()
+    L = h.state(limits=LuaLimits(max_memory=16 * 1024 * 1024, max_instructions=100_000_000))
+    entity = h.world.create_entity()
+    wide = f"local t = {{}} for i = 1, 60000 do t[i] = i end ecs.addComponent({entity}, 'T', t)"
+    ok, message = h.run(L, wide)
+    assert ok is False
+    assert message == b"script:1: ecs.addComponent: component data holds more than 100000 values"
+    assert h.world.get_component(entity, "T") is None
+    assert h.run(L, f"ecs.addComponent({entity}, 'T', {{k = {{1, 2.5, true, 'x'}}}})")[0]
+    assert h.world.get_component(entity, "T") == {b"k": {1: 1, 2: 2.5, 3: True, 4: b"x"}}
+    h.close()
+    assert h.allocator.live() == []
+
+
+@pytest.mark.spec("SBX-HOST-BYTES")
+def test_host_bytes_are_bounded_per_call_and_refused_calls_reach_no_host() -> None:
+    h = Harness()
+    L = h.state(limits=LuaLimits(max_memory=8 * 1024 * 1024, max_host_bytes=1000))
+    script = """
+      local ok, e = pcall(probe.put, string.rep('x', 1001))
+      assert(not ok and e:find('probe.put: host data limit exceeded', 1, true), e)
+      for i = 1, 9 do probe.put(string.rep('y', 100)) end
+      assert(not pcall(probe.put, string.rep('z', 101)))
+    """
+    assert h.run(L, script) == (True, b"OK")
+    assert len(h.probed) == 9
+    assert h.run(L, "probe.put(string.rep('w', 1000))") == (True, b"OK")
+    h.close()
+    assert h.allocator.live() == []
+
+
+@pytest.mark.spec("SBX-PRELUDE-FIXED", "SBX-PRELUDE-READONLY")
+def test_prelude_globals_are_fixed_and_their_tables_read_only() -> None:
+    h = Harness()
+    L = h.state(prelude=["Config = {a = {b = 1}} function Handler() return Config.a.b end"])
+    for script in (
+        "Handler = nil",
+        "function Handler() end",
+        "rawset(_G, 'Config', {})",
+        "Config.a = 2",
+        "Config.a.b = 2",
+        "rawset(Config.a, 'b', 2)",
+        "setmetatable(Config, {})",
+    ):
+        ok, message = h.run(L, script)
+        assert ok is False, script
+        assert b"protected global" in message or b"read-only" in message or b"protected" in message
+    assert h.put(L, "Handler()") == 1
     h.close()
     assert h.allocator.live() == []
