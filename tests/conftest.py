@@ -38,4 +38,8 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The conformance suite's stateful cases run at the CI level under pytest unless told otherwise
+# (refimpl.conformance.levels; `python -m refimpl.conformance` defaults to `standard`).
+os.environ.setdefault("REFIMPL_CONFORMANCE_LEVEL", "quick")
+
 pytest_plugins = ["tools.pytest_spec"]

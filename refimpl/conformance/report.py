@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from refimpl.conformance import levels, stress, transcript
 from refimpl.conformance.cases import (
     ERROR,
     FAILED,
@@ -341,6 +342,22 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one driver process for every case (for drivers slow to start)",
     )
+    p.add_argument(
+        "--level",
+        choices=sorted(levels.LEVELS),
+        default=levels.DEFAULT,
+        help="examples, steps and history lengths: quick (CI), standard, thorough",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated examples")
+    p.add_argument("--replay", type=Path, help="resend a failure transcript to the driver")
+    p.add_argument(
+        "--stress",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="OPS",
+        help="run OPS random concurrent operations instead (default: the level's number)",
+    )
     return p
 
 
@@ -349,6 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser().parse_args(argv)
     if options.jobs < 1:
         parser().error("--jobs must be at least 1")
+    levels.configure(options.level, options.seed, options.out)
+    if options.replay is not None:
+        return transcript.main(options.replay, options.driver)
+    if options.stress is not None:
+        return stress.main(options.stress, options.driver)
     rules = load_rules()
     driver = options.driver
     hang_s = options.hang_s

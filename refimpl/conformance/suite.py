@@ -5,6 +5,7 @@ cites the rule IDs it checks.
 """
 
 from refimpl.conformance import (
+    stateful,
     suite_core,
     suite_driver,
     suite_faults,
@@ -23,6 +24,7 @@ __all__ = [
     "Tester",
     "case",
     "run_case",
+    "stateful",
     "suite_core",
     "suite_driver",
     "suite_faults",

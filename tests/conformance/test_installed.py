@@ -4,6 +4,7 @@ as ``refimpl-conformance`` from an empty directory against the reference driver.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -28,8 +29,12 @@ def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_the_installed_wheel_lists_every_rule_and_reports_here(tmp_path: Path) -> None:
     wheels, env, empty = tmp_path / "wheels", tmp_path / "venv", tmp_path / "empty"
     empty.mkdir()
+    # Built from a copy, so the checkout's build/ (stale files included) never reaches the wheel.
+    source = tmp_path / "source"
+    junk = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "mutants")
+    shutil.copytree(ROOT, source, ignore=junk)
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels)]
-    run([*pip_wheel, str(ROOT)], tmp_path)
+    run([*pip_wheel, str(source)], tmp_path)
     venv.create(env, with_pip=True)
     python = env / "bin" / "python"
     run(
