@@ -1,5 +1,6 @@
 """Command line: ``python -m refimpl demo`` (the main job) and ``python -m refimpl exec``
-(ENG-CLI-DEMO, ENG-CLI-EXEC, ENG-CLI-EXEC-ERROR, ENG-CLI-EXEC-FILE, ENG-CLI-USAGE).
+(ENG-CLI-DEMO, ENG-CLI-EXEC, ENG-CLI-EXEC-ERROR, ENG-CLI-EXEC-FILE, ENG-CLI-USAGE,
+ENG-CLI-EXEC-BYTES, ENG-CLI-EXEC-UNREADABLE).
 
 The console log (logger ``refimpl.console``) goes to standard output; every other diagnostic
 goes to standard error."""
@@ -7,7 +8,9 @@ goes to standard error."""
 from __future__ import annotations
 
 import argparse
+import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(threadName)-10s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Script output is bytes; in any locale it is printed, escaped where it must be.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     # The console log (print, console.log) is the program's output: standard output.
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter("%(message)s"))
@@ -141,5 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     console_log.propagate = False
     if args.command == "demo":
         return demo(args.workers)
-    script: bytes = args.file.read_bytes() if args.file is not None else args.script.encode()
+    if args.file is None:
+        # The argument's own bytes, even when they are not UTF-8 (ENG-CLI-EXEC-BYTES).
+        return exec_script(os.fsencode(args.script))
+    try:
+        script = args.file.read_bytes()
+    except OSError as exc:
+        exec_parser.error(f"cannot read --file {os.fsdecode(args.file)!r}: {exc.strerror}")
     return exec_script(script)

@@ -15,7 +15,13 @@ import threading
 from dataclasses import dataclass
 
 from refimpl.allocator import Buffer, TrackingAllocator
-from refimpl.errors import InvalidArgument, InvalidValue, ThreadAffinityError, UnknownCVar
+from refimpl.errors import (
+    InvalidArgument,
+    InvalidValue,
+    ScriptingError,
+    ThreadAffinityError,
+    UnknownCVar,
+)
 
 Value = int | float | bool | str
 
@@ -29,6 +35,16 @@ class CVarType(enum.Enum):
     FLOAT = "float"
     BOOL = "bool"
     STRING = "string"
+
+
+def check_text(what: str, text: str, error: type[ScriptingError] = InvalidArgument) -> None:
+    """Names, handler names and string values become UTF-8 buffers in every change event:
+    text that has no UTF-8 form (a lone surrogate) is refused here, with ``error``, before it
+    could wedge the dispatcher (CV-TEXT-UTF8)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise error(f"{what} {text!r} is not valid Unicode") from None
 
 
 def type_of(value: Value) -> CVarType:
@@ -127,7 +143,8 @@ class CVarRegistry:
         on_change_lua: str = "",
     ) -> None:
         """Declare a variable; its type is the default's Python type, which must be bool, int,
-        float or str (CV-REGISTER-TYPE, CV-REGISTER-DUPLICATE, THR-CVAR-WRITE-MAIN)."""
+        float or str; the name, the handler name and a string default must be valid Unicode
+        (CV-REGISTER-TYPE, CV-REGISTER-DUPLICATE, CV-TEXT-UTF8, THR-CVAR-WRITE-MAIN)."""
         self._check_main("register")
         given: object = default  # callers outside mypy can pass anything
         if not isinstance(given, bool | int | float | str):
@@ -135,6 +152,10 @@ class CVarRegistry:
                 f"cvar {name!r}: default must be bool, int, float or str, not "
                 f"{type(given).__name__}"
             )
+        check_text("cvar name", name)
+        check_text("handler name", on_change_lua)
+        if isinstance(default, str):
+            check_text("default", default, InvalidValue)
         kind = type_of(default)
         if (min is not None or max is not None) and kind not in (CVarType.INT, CVarType.FLOAT):
             raise InvalidArgument(f"cvar {name!r}: bounds apply to int and float only")
@@ -148,8 +169,9 @@ class CVarRegistry:
     def set_from_string(self, name: str, value: str) -> None:
         """Parse and store ``value``; a change of canonical text is recorded as a pending event
         with the handler name current now (CV-UNKNOWN, CV-SET-PARSE, CV-SET-RANGE,
-        CV-EVENT-RECORD, CV-EVENT-HANDLER-CAPTURED, THR-CVAR-WRITE-MAIN)."""
+        CV-EVENT-RECORD, CV-EVENT-HANDLER-CAPTURED, CV-TEXT-UTF8, THR-CVAR-WRITE-MAIN)."""
         self._check_main("set_from_string")
+        check_text("value", value, InvalidValue)
         with self._lock:
             cvar = self._get(name)
             new = parse_value(cvar.kind, value)
@@ -180,8 +202,9 @@ class CVarRegistry:
 
     def set_lua_handler(self, name: str, handler: str) -> None:
         """Name the Lua global function to call when ``name`` changes (CV-HANDLER-GET,
-        CV-UNKNOWN, THR-CVAR-WRITE-MAIN)."""
+        CV-UNKNOWN, CV-TEXT-UTF8, THR-CVAR-WRITE-MAIN)."""
         self._check_main("set_lua_handler")
+        check_text("handler name", handler)
         with self._lock:
             self._get(name).on_change_lua = handler
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from refimpl.action_queue import ActionQueue
 from refimpl.allocator import TrackingAllocator
@@ -24,6 +25,14 @@ from refimpl.thread_pool import ThreadPool
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_CAPACITY = 256
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    """What :meth:`Engine.close` left undone: the first bytes of each script still running
+    when its timeout expired. Empty: everything was released (ENG-CLOSE-TIMEOUT)."""
+
+    stuck: tuple[bytes, ...] = ()
 
 
 class Engine:
@@ -65,21 +74,36 @@ class Engine:
     def _exec(self, script: bytes) -> None:
         self.runner.enqueue_script(script)
 
-    def close(self) -> None:
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
+        return self._closed
+
+    def close(self, timeout: float | None = None) -> CloseResult:
         """Deinit the runner (not-started scripts are cancelled, running ones awaited), shut
         down the thread pool, deinit the system, drain and free what is still queued, deinit
         the queue, then the pool; nothing is left live. Idempotent (ENG-CLOSE-ORDER,
-        ENG-CLOSE-ZERO-LIVE, ENG-CLOSE-TWICE)."""
+        ENG-CLOSE-ZERO-LIVE, ENG-CLOSE-TWICE).
+
+        With ``timeout`` (seconds), scripts still running when it expires are not awaited:
+        they are logged and named in the result, their workers finish on their own, and all
+        but what they still hold (their script copies, the state pool) is released
+        (ENG-CLOSE-TIMEOUT)."""
         if self._closed:
-            return
+            return CloseResult()
         self._closed = True
-        self.runner.deinit()
-        self.thread_pool.shutdown()
+        idle = self.runner.deinit(timeout)
+        stuck = () if idle else tuple(self.runner.running())
+        self.thread_pool.shutdown(wait=not stuck)
         if not self.system.closed:  # the owner may have deinitialised it already
             self.system.deinit()
         self._discard_leftovers()
         self.queue.deinit()
-        self.pool.deinit()
+        if not stuck:
+            self.pool.deinit()
+            return CloseResult()
+        log.error("close: %d script(s) still running after %s s: %r", len(stuck), timeout, stuck)
+        return CloseResult(stuck)
 
     def _discard_leftovers(self) -> None:
         # Actions not consumed by a last update() have no later frame: drain and free them.

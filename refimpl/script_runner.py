@@ -51,10 +51,14 @@ class _Outcome(enum.Enum):
     CANCELLED = "cancelled"
 
 
+PREVIEW_BYTES = 60
+
+
 @dataclass(eq=False)
 class _WorkItem:
     script: Buffer
     on_complete: OnComplete | None
+    preview: bytes  # the script's first bytes, to name it after its copy is freed
     future: Future[None] | None = field(default=None)
 
 
@@ -102,7 +106,7 @@ class ScriptRunner:
             # Checked before the copy too, so a refused call allocates nothing (SR-AFTER-DEINIT).
             self._check_open()
         copy = self.allocator.dupe(script, tag="script copy")
-        item = _WorkItem(copy, on_complete)
+        item = _WorkItem(copy, on_complete, bytes(copy)[:PREVIEW_BYTES])
         with self._mutex:
             try:
                 self._check_open()
@@ -136,17 +140,23 @@ class ScriptRunner:
         with self._idle:
             return wait_for(self._sync, self._idle, lambda: not self._in_flight, timeout)
 
-    def deinit(self) -> None:
+    def deinit(self, timeout: float | None = None) -> bool:
         """Refuse new scripts, cancel those not started (their copies are freed, each counted
-        as cancelled) and wait for the running ones; the pools and the queue are left to their
-        owner (SR-DEINIT-CANCEL, SR-DEINIT-WAIT, SR-DEINIT-NOT-OWNED)."""
+        as cancelled) and wait for the running ones, at most ``timeout`` seconds when given;
+        ``False`` if some still run then (see :meth:`running`). The pools and the queue are
+        left to their owner (SR-DEINIT-CANCEL, SR-DEINIT-WAIT, SR-DEINIT-NOT-OWNED)."""
         with self._mutex:
             self._closed = True
             queued = list(self._in_flight)
         for item in queued:
             if item.future is not None and item.future.cancel():
                 self._finish(item, _Outcome.CANCELLED)
-        self.wait_idle()
+        return self.wait_idle(timeout)
+
+    def running(self) -> list[bytes]:
+        """The first bytes of each script submitted and not finished yet."""
+        with self._mutex:
+            return [item.preview for item in self._in_flight]
 
     def _run(self, item: _WorkItem) -> None:
         outcome = _Outcome.CANCELLED

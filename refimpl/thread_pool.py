@@ -53,6 +53,7 @@ class ThreadPool:
         except RuntimeError as exc:
             raise ShutDown("ThreadPool is shut down") from exc
 
-    def shutdown(self) -> None:
-        """Stop accepting work and wait for every submitted item to finish (SR-POOL-SHUTDOWN)."""
-        self._executor.shutdown(wait=True)
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop accepting work and wait for every submitted item to finish (SR-POOL-SHUTDOWN);
+        with ``wait=False``, return at once and let the workers finish on their own."""
+        self._executor.shutdown(wait=wait)

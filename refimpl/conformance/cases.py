@@ -362,10 +362,12 @@ class Tester:
         assert isinstance(taken, list)
         return [obj(v) for v in taken]
 
-    def logged(self, logs: list[JsonObject], level: str, text: str, source: str = "") -> bool:
+    def logged(self, logs: list[JsonObject], level: str, part: str, source: str = "") -> bool:
+        """Whether a record of ``level`` (and ``source``) holds ``part``; ``text`` may come in
+        either DRV-BYTES form (DRV-LOGS)."""
         return any(
             r.get("level") == level
-            and text in str(r.get("text"))
+            and part in (text(r.get("text")) or "")
             and (not source or r.get("source") == source)
             for r in logs
         )

@@ -12,9 +12,10 @@ whose final answer :meth:`Implementation.finish` waits for. Two adapters ship:
 from __future__ import annotations
 
 import enum
+import json
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from refimpl.driver.wire import Json, JsonObject
 
@@ -135,6 +136,41 @@ class Implementation(Protocol):
         ...
 
 
+@runtime_checkable
+class Wire(Protocol):
+    """The session's own line protocol, for cases of the driver's rules (DRV-*): lines sent as
+    they are and answers read by their ``id`` as sent. Both adapters provide it."""
+
+    def send_raw(self, line: str | bytes) -> None:
+        """Send one line as it is (a newline is added)."""
+        ...
+
+    def raw_answer(self, rid: Json, index: int = 0, timeout_s: float = 10.0) -> JsonObject:
+        """The ``index``-th answer carrying ``rid`` (0: first, 1: the final after a pending);
+        :class:`DriverHung` after ``timeout_s``."""
+        ...
+
+    def raw_answers(self, rid: Json) -> list[JsonObject]:
+        """Every answer carrying ``rid`` received so far."""
+        ...
+
+    def fresh(self) -> Process:
+        """A new session of the same driver in a process of its own, for a case that ends its
+        input (only a process can end a worker stuck in Lua)."""
+        ...
+
+
+class Process(Wire, Protocol):
+    """A session that is a driver process: its input can be ended, and it can be killed."""
+
+    def end_input(self, within_s: float) -> bool:
+        """End the driver's input; whether it then exited with status 0 within ``within_s``
+        (DRV-EOF). Afterwards the session is gone."""
+        ...
+
+    def kill(self) -> None: ...
+
+
 def features_of(hello: JsonObject) -> frozenset[str]:
     """The features a ``hello`` result declares (DRV-FEATURES); a malformed list declares
     none."""
@@ -159,34 +195,42 @@ def to_reply(answer: JsonObject) -> Reply:
     raise DriverCrashed(f"malformed answer from driver: {answer!r}")
 
 
+def _key(rid: Json) -> str:
+    """One key per id as sent: ``1``, ``"1"``, ``true`` and ``null`` stay apart."""
+    return json.dumps(rid)
+
+
 class AnswerBook:
     """Answers by request id, filled by whoever reads them, waited on by the caller."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._answers: dict[int, list[JsonObject]] = {}
+        self._answers: dict[str, list[JsonObject]] = {}
         self.broken: str | None = None
 
     def deliver(self, answer: JsonObject) -> None:
-        rid = answer.get("id")
         with self._cond:
-            if isinstance(rid, int) and not isinstance(rid, bool):
-                self._answers.setdefault(rid, []).append(answer)
+            self._answers.setdefault(_key(answer.get("id")), []).append(answer)
             self._cond.notify_all()
+
+    def all(self, rid: Json) -> list[JsonObject]:
+        with self._cond:
+            return list(self._answers.get(_key(rid), []))
 
     def fail(self, why: str) -> None:
         with self._cond:
             self.broken = why
             self._cond.notify_all()
 
-    def wait(self, rid: int, index: int, timeout_s: float) -> JsonObject:
+    def wait(self, rid: Json, index: int, timeout_s: float) -> JsonObject:
         """The ``index``-th answer to ``rid`` (0: first, 1: the final after a pending)."""
+        key = _key(rid)
         with self._cond:
             ok = self._cond.wait_for(
-                lambda: len(self._answers.get(rid, [])) > index or self.broken is not None,
+                lambda: len(self._answers.get(key, [])) > index or self.broken is not None,
                 timeout_s,
             )
-            got = self._answers.get(rid, [])
+            got = self._answers.get(key, [])
             if len(got) > index:
                 return got[index]
             if self.broken is not None:

@@ -4,7 +4,9 @@ Requests go to the driver's standard input and answers come back on its standard
 JSON object per line (DRV-JSONL). A reader thread files answers by id. A driver that does not
 answer within the request's ``wait_ms`` plus ``hang_s`` is reported as hung, one that closes its
 output or exits as crashed, with the tail of its standard error (DRV-CLIENT-HANG,
-DRV-CLIENT-CRASH); the suite never waits forever.
+DRV-CLIENT-CRASH); the suite never waits forever. The adapter is also the suite's
+:class:`~refimpl.conformance.implementation.Process`: raw lines in, answers by id out, the end of
+input and a fresh process of the same command, for the cases of the driver's own rules.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from refimpl.conformance.implementation import (
     Final,
     Ok,
     Pending,
+    Process,
     Reply,
     to_reply,
 )
@@ -57,10 +60,7 @@ class Subprocess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
+            bufsize=0,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
         )
@@ -72,7 +72,7 @@ class Subprocess:
         for line in self._proc.stdout:
             try:
                 answer: Json = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or not UTF-8
                 self._book.fail(f"driver wrote a line that is not JSON: {line[:200]!r}")
                 return
             if not isinstance(answer, dict):
@@ -86,7 +86,7 @@ class Subprocess:
     def _drain_stderr(self) -> None:
         assert self._proc.stderr is not None
         for line in self._proc.stderr:
-            self._stderr.append(line)
+            self._stderr.append(line.decode("utf-8", "replace"))
 
     def hello(self) -> JsonObject:
         reply = self.start("main", "hello", {}, 10_000)
@@ -96,18 +96,41 @@ class Subprocess:
             raise DriverCrashed(f"driver speaks protocol {reply.value.get('protocol')!r}")
         return reply.value
 
-    def send_raw(self, line: str) -> None:
+    def send_raw(self, line: str | bytes) -> None:
         """Write one line as is (for tests of the driver's parser)."""
         assert self._proc.stdin is not None
+        data = line.encode() if isinstance(line, str) else line
         with self._write_lock:
             try:
-                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.write(data + b"\n")
                 self._proc.stdin.flush()
-            except (BrokenPipeError, ValueError, OSError) as exc:
+            except (ValueError, OSError) as exc:
                 raise DriverCrashed(f"driver's input is closed: {exc}") from exc
 
-    def raw_answer(self, rid: int, index: int = 0, timeout_s: float = 10.0) -> JsonObject:
+    def raw_answer(self, rid: Json, index: int = 0, timeout_s: float = 10.0) -> JsonObject:
         return self._book.wait(rid, index, timeout_s)
+
+    def raw_answers(self, rid: Json) -> list[JsonObject]:
+        return self._book.all(rid)
+
+    def end_input(self, within_s: float) -> bool:
+        """Close the driver's input; whether it exited with status 0 within ``within_s``
+        (DRV-EOF). A driver still running then is killed."""
+        self._close_input()
+        try:
+            status = self._proc.wait(timeout=within_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return False
+        return status == 0
+
+    def fresh(self) -> Process:
+        return Subprocess(self.argv, hang_s=self.hang_s)
+
+    def _close_input(self) -> None:
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
 
     def start(self, thread: str, op: str, args: JsonObject, wait_ms: int) -> Reply:
         rid = next(self._ids)
@@ -128,9 +151,7 @@ class Subprocess:
 
     def close(self, grace_s: float = 5.0) -> None:
         """Close the driver's input and give it ``grace_s`` to exit (DRV-EOF), then kill it."""
-        if self._proc.stdin is not None and not self._proc.stdin.closed:
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
+        self._close_input()
         try:
             self._proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:

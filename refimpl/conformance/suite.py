@@ -7,6 +7,7 @@ cites the rule IDs it checks.
 from refimpl.conformance import (
     stateful,
     suite_core,
+    suite_driver,
     suite_faults,
     suite_hostile,
     suite_lifecycle,
@@ -25,6 +26,7 @@ __all__ = [
     "run_case",
     "stateful",
     "suite_core",
+    "suite_driver",
     "suite_faults",
     "suite_hostile",
     "suite_lifecycle",

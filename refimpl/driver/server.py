@@ -2,19 +2,26 @@
 of spec/driver-protocol.md.
 
 A request runs on the logical thread it names (a real thread with its own FIFO of calls, made
-on first use; DRV-THREADS). The reader waits up to ``wait_ms`` for the answer; a call still
-running then is answered ``pending`` and its final answer is emitted when it finishes
-(DRV-PENDING). Failures are answered with an error code: the spec's ``ErrorCode`` values or the
-protocol's own codes (DRV-CODES); nothing a request holds can stop the driver.
+on first use; DRV-THREADS). The reader never waits for a call: it hands the call to its thread
+and goes on reading, and a call still running ``wait_ms`` after it was read is answered
+``pending`` by one timer thread, its final answer following when it finishes (DRV-PENDING).
+``await`` waits on no thread at all: it is answered when the call it names is (DRV-AWAIT).
+Failures are answered with an error code: the spec's ``ErrorCode`` values or the protocol's own
+codes (DRV-CODES); nothing a request holds can stop the driver, and end of input always ends
+it within a bounded time (DRV-EOF).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import heapq
+import itertools
 import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -33,19 +40,24 @@ from refimpl.driver.components import (
 )
 from refimpl.driver.features import CORE
 from refimpl.driver.wire import (
+    MAX_INT,
+    MAX_MS,
     PROTOCOL_VERSION,
     Json,
     JsonObject,
     ProtocolCode,
     ProtocolError,
     Request,
+    RequestId,
     decode_bytes,
     encode_bytes,
     error,
+    is_int,
+    is_ms,
+    is_number,
     ok,
     parse_request,
     pending,
-    request_id,
 )
 from refimpl.engine import Engine
 from refimpl.errors import OutOfMemory, ScriptingError
@@ -60,11 +72,21 @@ LEVELS = {
     logging.WARNING: "warning",
     logging.ERROR: "error",
 }
+MAX_THREADS = 1024
+"""Logical threads one session may name (DRV-SESSION-LIMITS)."""
+MAX_WORKERS = 64
+"""Workers of one engine (DRV-SESSION-LIMITS)."""
+MAX_CAPACITY = 65_536
+"""Capacity of a queue or a pool, and an engine's ``queue_capacity`` (DRV-SESSION-LIMITS)."""
+EOF_DRAIN_S = 1.5
+"""At end of input, how long calls not yet answered at all may still finish (DRV-EOF)."""
+EOF_CLOSE_S = 1.5
+"""At end of input, how long closing the engines left open may take (DRV-EOF)."""
 
 
 class Args:
-    """Typed access to a request's ``args``; a missing or ill-typed field is
-    ``InvalidArgument`` (DRV-ARGS)."""
+    """Typed access to a request's ``args``; a missing or ill-typed field, or a number out of
+    the protocol's bounds, is ``InvalidArgument`` (DRV-ARGS, DRV-NUMBERS)."""
 
     def __init__(self, server: Server | None, raw: JsonObject) -> None:
         self.server = server
@@ -73,16 +95,18 @@ class Args:
     def _bad(self, key: str, want: str) -> ProtocolError:
         return ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"args.{key}: expected {want}")
 
-    def integer(self, key: str, default: int | None = None) -> int:
+    def integer(
+        self, key: str, default: int | None = None, *, low: int = -MAX_INT, high: int = MAX_INT
+    ) -> int:
         value = self.raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._bad(key, "an integer")
+        if not isinstance(value, int) or not is_int(value) or not low <= value <= high:
+            raise self._bad(key, f"an integer from {low} to {high}")
         return value
 
     def number(self, key: str) -> float:
         value = self.raw.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._bad(key, "a number")
+        if not isinstance(value, int | float) or not is_number(value):
+            raise self._bad(key, "a finite number")
         return float(value)
 
     def flag(self, key: str, default: bool | None = None) -> bool:
@@ -109,21 +133,22 @@ class Args:
         return [decode_bytes(v, f"args.{key}") for v in value]
 
     def timeout(self, key: str, default: float | None) -> float | None:
-        """A timeout in milliseconds as seconds; JSON ``null`` means no limit."""
+        """A timeout in milliseconds (0 to ``MAX_MS``) as seconds; JSON ``null`` means no
+        limit."""
         if key not in self.raw:
             return default
         value = self.raw[key]
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self._bad(key, "a non-negative integer or null")
+        if not isinstance(value, int) or not is_ms(value):
+            raise self._bad(key, f"an integer from 0 to {MAX_MS}, or null")
         return value / 1000
 
     def value(self, key: str) -> Value:
         value = self.raw.get(key)
-        if not isinstance(value, bool | int | float | str):
-            raise self._bad(key, "a boolean, number or string")
-        return value
+        if isinstance(value, str | bool) or (isinstance(value, int | float) and is_number(value)):
+            return value
+        raise self._bad(key, "a boolean, finite number or string")
 
     def handle(self, key: str, kind: type[T]) -> T:
         if self.server is None:
@@ -165,26 +190,71 @@ def operation(name: str) -> Callable[[Operation], Operation]:
 
 @dataclass(eq=False)
 class Call:
+    """One request and its answers: at most one ``pending``, then exactly one final answer,
+    the first one settled (DRV-ANSWER). ``listeners`` are awaits of it."""
+
     request: Request
-    done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     answer: JsonObject | None = None
-    was_pending: bool = False
+    pending_sent: bool = False
+    listeners: list[Callable[[JsonObject], None]] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the client has had a first answer (final or pending)."""
+        with self.lock:
+            return self.answer is not None or self.pending_sent
 
 
 class LogicalThread:
-    """A named real thread running its calls one at a time, in arrival order (DRV-THREADS)."""
+    """A named real thread running its calls one at a time, in arrival order (DRV-THREADS);
+    the driver itself may queue a plain function (closing an engine at end of input)."""
 
     def __init__(self, server: Server, name: str) -> None:
         self.server = server
         self.name = name
-        self.calls: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
+        self.calls: queue.SimpleQueue[Call | Callable[[], None] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name=f"drv:{name}", daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
-        while (call := self.calls.get()) is not None:
-            self.server.finish(call, self.server.execute(call.request))
+        while (item := self.calls.get()) is not None:
+            if isinstance(item, Call):
+                self.server.finish(item, self.server.execute(item.request))
+            else:
+                item()
+
+
+class Timers:
+    """One daemon thread running callbacks at their deadlines: the ``pending`` answers and the
+    ``await`` timeouts, so neither costs a thread per request."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._serial = itertools.count()
+        self._stopped = False
+        threading.Thread(target=self._loop, name="drv:timers", daemon=True).start()
+
+    def after(self, seconds: float, fn: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._serial), fn))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._stopped:
+                    return
+                _, _, fn = heapq.heappop(self._heap)
+            fn()
 
 
 class LogCapture(logging.Handler):
@@ -220,10 +290,13 @@ class Server:
         self._emit_lock = threading.Lock()
         self._lock = threading.Lock()
         self._threads: dict[str, LogicalThread] = {}
-        self._calls: dict[int | str, Call] = {}
+        self._calls: dict[RequestId, Call] = {}
         self._objects: dict[str, object] = {}
         self._handles: dict[int, str] = {}
         self._counter = 0
+        self._timers = Timers()
+        self._progress = threading.Condition()  # notified when a call gets a first answer
+        self._closed = False
         self.engines: dict[str, EngineRecord] = {}
         self.pools: dict[str, PoolRecord] = {}
         self.logs = LogCapture()
@@ -238,53 +311,103 @@ class Server:
         with self._emit_lock:
             self.emit_raw(answer)
 
-    def handle_line(self, line: str) -> None:
+    def handle_line(self, line: bytes | str) -> None:
         """Serve one request line; a line that is not a valid request is answered with a
-        protocol error and the driver goes on (DRV-BAD-REQUEST)."""
+        protocol error and the driver goes on (DRV-BAD-REQUEST, DRV-UTF8, DRV-NUMBERS)."""
         if not line.strip():
             return
         try:
             request = parse_request(line)
         except ProtocolError as exc:
-            self.emit(error(request_id(line), exc.code.value, str(exc)))
+            self.emit(error(exc.rid, exc.code.value, str(exc)))
             return
         self.handle(request)
 
     def handle(self, request: Request) -> None:
-        """Run ``request`` on its logical thread and answer within ``wait_ms`` (DRV-PENDING)."""
+        """Start ``request`` and return at once: it runs on its logical thread (``hello`` and
+        ``await`` need none) and is answered ``pending`` if still running ``wait_ms`` after
+        now (DRV-PENDING, DRV-DUPLICATE-ID)."""
         call = Call(request)
         with self._lock:
             if request.id in self._calls:
                 self.emit(error(request.id, ProtocolCode.BAD_REQUEST.value, "id already used"))
                 return
             self._calls[request.id] = call
-        if request.op in ("hello", "await"):
-            threading.Thread(target=self._control, args=(call,), daemon=True).start()
+        if request.wait_ms is not None:
+            self._timers.after(request.wait_ms / 1000, lambda: self._pending(call))
+        if request.op == "hello":
+            self.finish(call, self.execute(request))
+        elif request.op == "await":
+            self.serve_await(call)
         else:
-            self._thread(request.thread).calls.put(call)
-        timeout = None if request.wait_ms is None else request.wait_ms / 1000
-        call.done.wait(timeout)
+            try:
+                thread = self._thread(request.thread)
+            except ProtocolError as exc:
+                self.finish(call, error(request.id, exc.code.value, str(exc)))
+                return
+            thread.calls.put(call)
+
+    def _pending(self, call: Call) -> None:
         with call.lock:
-            if call.answer is None:
-                call.was_pending = True
-                self.emit(pending(request.id))
-            else:
-                self.emit(call.answer)
+            if call.answer is not None or call.pending_sent:
+                return
+            call.pending_sent = True
+            self.emit(pending(call.request.id))
+        with self._progress:
+            self._progress.notify_all()
 
     def finish(self, call: Call, answer: JsonObject) -> None:
+        """Settle ``call`` with its final answer; only the first settlement counts."""
         with call.lock:
+            if call.answer is not None:
+                return
             call.answer = answer
-            call.done.set()
-            if call.was_pending:
-                self.emit(answer)
+            listeners, call.listeners = call.listeners, []
+            self.emit(answer)
+        with self._progress:
+            self._progress.notify_all()
+        for listener in listeners:
+            listener(answer)
 
-    def _control(self, call: Call) -> None:
-        self.finish(call, self.execute(call.request))
+    def serve_await(self, call: Call) -> None:
+        """``await``: the final answer of an earlier call once it has one; ``null`` when
+        ``timeout_ms`` runs out first; ``InvalidArgument`` on its own id (DRV-AWAIT,
+        DRV-AWAIT-TIMEOUT)."""
+        rid = call.request.id
+        args = Args(self, call.request.args)
+        try:
+            target_id = args.raw.get("id")
+            if not isinstance(target_id, str) and not (
+                isinstance(target_id, int) and is_int(target_id)
+            ):
+                raise args._bad("id", "a request id")
+            if target_id == rid:
+                raise args._bad("id", "an earlier request's id, not the await's own")
+            timeout = args.timeout("timeout_ms", None)
+            with self._lock:
+                target = self._calls.get(target_id)
+            if target is None:
+                raise ProtocolError(ProtocolCode.UNKNOWN_ID, repr(target_id))
+        except ProtocolError as exc:
+            self.finish(call, error(rid, exc.code.value, str(exc)))
+            return
+        with target.lock:
+            done = target.answer
+            if done is None:
+                target.listeners.append(lambda answer: self.finish(call, ok(rid, answer)))
+        if done is not None:
+            self.finish(call, ok(rid, done))
+        elif timeout is not None:
+            self._timers.after(timeout, lambda: self.finish(call, ok(rid, None)))
 
     def _thread(self, name: str) -> LogicalThread:
         with self._lock:
             thread = self._threads.get(name)
             if thread is None:
+                if len(self._threads) >= MAX_THREADS:
+                    raise ProtocolError(
+                        ProtocolCode.BAD_REQUEST, f"more than {MAX_THREADS} logical threads"
+                    )
                 thread = self._threads[name] = LogicalThread(self, name)
             return thread
 
@@ -316,6 +439,8 @@ class Server:
             return handle
 
     def lookup(self, handle: str, kind: type[T]) -> T:
+        """The object ``handle`` names: ``UnknownHandle`` when it names none,
+        ``InvalidArgument`` when it names an object of another kind (DRV-HANDLE-KIND)."""
         with self._lock:
             obj = self._objects.get(handle)
         if obj is None:
@@ -324,34 +449,55 @@ class Server:
             raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"{handle} is not a {kind.__name__}")
         return obj
 
-    def wait_for(self, rid: int | str, timeout: float | None) -> JsonObject | None:
-        with self._lock:
-            call = self._calls.get(rid)
-        if call is None:
-            raise ProtocolError(ProtocolCode.UNKNOWN_ID, repr(rid))
-        call.done.wait(timeout)
-        with call.lock:
-            return call.answer
-
     def close(self) -> None:
-        """Close the engines still open, each on the thread that made it, then stop the
-        threads."""
+        """End the session in bounded time (DRV-EOF): let calls the client has had no answer
+        to finish for up to ``EOF_DRAIN_S``, close the engines still open, each on the
+        thread that made it, within ``EOF_CLOSE_S``, then stop the threads. A call still
+        blocked stays blocked on its daemon thread; a stuck engine is reported on stderr. A
+        second call does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._drain(EOF_DRAIN_S)
+        deadline = time.monotonic() + EOF_CLOSE_S
         for handle, record in list(self.engines.items()):
             thread = self._thread_of(record.thread)
-            if thread is not None and not record.engine._closed:
-                call = Call(
-                    Request(
-                        f"close:{handle}", thread.name, "engine.close", {"engine": handle}, None
-                    )
-                )
-                thread.calls.put(call)
-                call.done.wait(10)
+            if thread is None or record.engine.closed:
+                continue
+            done = threading.Event()
+            budget = max(0.0, deadline - time.monotonic())
+            # The engine gets a little less than the wait, so a stuck script is reported.
+            thread.calls.put(functools.partial(self.close_engine, record, budget * 0.8, done))
+            if not done.wait(budget):
+                print(f"driver: {handle} not closed: its thread is busy", file=sys.stderr)
         with self._lock:
             threads = list(self._threads.values())
         for thread in threads:
             thread.calls.put(None)
+        self._timers.stop()
         self._logger.removeHandler(self.logs)
         self._logger.setLevel(self._old_level)
+
+    def _drain(self, within_s: float) -> None:
+        """Wait up to ``within_s`` until every call has had a first answer."""
+        with self._lock:
+            calls = list(self._calls.values())
+        with self._progress:
+            self._progress.wait_for(lambda: all(c.answered for c in calls), within_s)
+
+    @staticmethod
+    def close_engine(record: EngineRecord, timeout: float, done: threading.Event) -> None:
+        """Close one engine within ``timeout``; scripts still stuck in Lua are reported on
+        stderr (ENG-CLOSE-TIMEOUT)."""
+        try:
+            stuck = record.engine.close(timeout=timeout).stuck
+            if stuck:
+                print(f"driver: engine closed with scripts stuck: {stuck}", file=sys.stderr)
+        except Exception as exc:  # the session is ending: report, never raise
+            print(f"driver: engine close failed: {exc!r}", file=sys.stderr)
+        finally:
+            done.set()
 
     def _thread_of(self, ident: int) -> LogicalThread | None:
         with self._lock:
@@ -374,16 +520,6 @@ def _hello(server: Server, args: Args) -> Json:
     }
 
 
-@operation("await")
-def _await(server: Server, args: Args) -> Json:
-    """The final answer of an earlier call, once it has one (DRV-AWAIT)."""
-    target = args.raw.get("id")
-    if isinstance(target, bool) or not isinstance(target, int | str):
-        raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "args.id: expected a request id")
-    answer = server.wait_for(target, args.timeout("timeout_ms", None))
-    return answer
-
-
 # -- allocator ledger ---------------------------------------------------------------------
 
 
@@ -395,9 +531,7 @@ def _allocator_new(server: Server, args: Args) -> Json:
 @operation("allocator.fail_at")
 def _allocator_fail_at(server: Server, args: Args) -> Json:
     """The k-th allocation from now fails (MEM-FAIL-AT); k < 1 is ``InvalidArgument``."""
-    k = args.integer("k")
-    if k < 1:
-        raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "args.k: at least 1")
+    k = args.integer("k", low=1)
     args.handle("allocator", TrackingAllocator).fail_at(k)
     return None
 
@@ -461,7 +595,8 @@ def _consume(q: QueueLike, action: Action | None) -> Json:
 @operation("queue.new")
 def _queue_new(server: Server, args: Args) -> Json:
     allocator = args.handle("allocator", TrackingAllocator)
-    return server.register("q", server.components.queue(allocator, args.integer("capacity")))
+    capacity = args.integer("capacity", high=MAX_CAPACITY)
+    return server.register("q", server.components.queue(allocator, capacity))
 
 
 @operation("queue.push")
@@ -518,9 +653,11 @@ def _queue_deinit(server: Server, args: Args) -> Json:
 
 @operation("pool.new")
 def _pool_new(server: Server, args: Args) -> Json:
-    """A pool of opaque resources; ``fail_create_at`` makes that ``create_fn`` call raise."""
+    """A pool of opaque resources; ``fail_create_at`` (k >= 1; 0: never) makes the k-th
+    ``create_fn`` call raise ``OutOfMemory`` (DRV-FAIL-CREATE)."""
     allocator = args.handle("allocator", TrackingAllocator)
-    fail_at = args.integer("fail_create_at", 0)
+    capacity = args.integer("capacity", high=MAX_CAPACITY)
+    fail_at = args.integer("fail_create_at", 0, low=0)
     record = PoolRecord()
 
     def create(_: TrackingAllocator) -> Token:
@@ -534,7 +671,7 @@ def _pool_new(server: Server, args: Args) -> Json:
         record.destroyed += 1
 
     try:
-        pool = server.components.pool(allocator, args.integer("capacity"), create, destroy)
+        pool = server.components.pool(allocator, capacity, create, destroy)
     except MemoryError as exc:
         if isinstance(exc, ScriptingError):
             raise
@@ -644,11 +781,8 @@ def _logs_take(server: Server, args: Args) -> Json:
 
 
 def _record(server: Server, args: Args) -> EngineRecord:
-    handle = args.text("engine")
-    record = server.engines.get(handle)
-    if record is None:
-        raise ProtocolError(ProtocolCode.UNKNOWN_HANDLE, handle)
-    return record
+    args.handle("engine", Engine)  # UnknownHandle, or InvalidArgument for another kind
+    return server.engines[args.text("engine")]
 
 
 def _register_cvar(registry: CVarRegistry, spec: Json) -> None:
@@ -671,8 +805,8 @@ def _limits(spec: Json) -> LuaLimits:
         raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "args.limits: expected an object")
     entry = Args(None, spec)
     return LuaLimits(
-        max_memory=entry.integer("max_memory", DEFAULT_LIMITS.max_memory),
-        max_instructions=entry.integer("max_instructions", DEFAULT_LIMITS.max_instructions),
+        max_memory=entry.integer("max_memory", DEFAULT_LIMITS.max_memory, low=1),
+        max_instructions=entry.integer("max_instructions", DEFAULT_LIMITS.max_instructions, low=1),
         host_libraries=entry.flag("host_libraries", DEFAULT_LIMITS.host_libraries),
     )
 
@@ -687,8 +821,8 @@ def _engine_new(server: Server, args: Args) -> Json:
     for spec in cvars:
         _register_cvar(registry, spec)
     engine = server.components.engine(
-        args.integer("workers", 2),
-        args.integer("queue_capacity", 256),
+        args.integer("workers", 2, high=MAX_WORKERS),
+        args.integer("queue_capacity", 256, high=MAX_CAPACITY),
         args.data_list("prelude"),
         cvars=registry,
         limits=_limits(args.raw.get("limits", {})),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -13,8 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refimpl.conformance.implementation import DriverCrashed, DriverHung, Ok, Op, Pending
+from refimpl.conformance.cases import FAILED, HELD, Case, CaseResult, Check
+from refimpl.conformance.implementation import (
+    AnswerBook,
+    DriverCrashed,
+    DriverHung,
+    Implementation,
+    Ok,
+    Op,
+    Pending,
+)
+from refimpl.conformance.inprocess import InProcess
 from refimpl.conformance.report import (
+    ROOT,
     STATUSES,
     Profile,
     Rule,
@@ -24,10 +36,12 @@ from refimpl.conformance.report import (
     totals,
 )
 from refimpl.conformance.report import main as report_main
+from refimpl.conformance.sessions import Plan, handshake, run_cases
 from refimpl.conformance.subprocess_adapter import Subprocess, command_line
-from refimpl.driver.features import ALL, CORE
+from refimpl.conformance.suite import CASES
+from refimpl.driver.features import ALL, CORE, FEATURES
 from refimpl.driver.server import OPERATIONS, Server
-from refimpl.driver.wire import Json, JsonObject, ProtocolCode, dumps, encode_bytes
+from refimpl.driver.wire import Json, JsonObject, ProtocolCode, dumps, encode_bytes, is_int
 from refimpl.errors import ErrorCode
 
 CODES = {c.value for c in ErrorCode} | {c.value for c in ProtocolCode}
@@ -208,7 +222,7 @@ def test_logs_take(driver: Subprocess) -> None:
 
 @pytest.mark.spec("DRV-OPS")
 def test_every_operation_is_served() -> None:
-    assert set(OPERATIONS) == {op.value for op in Op}
+    assert set(OPERATIONS) | {"await"} == {op.value for op in Op}  # await: the server's own
 
 
 @pytest.mark.timeout(30)
@@ -302,22 +316,46 @@ lines = st.text(max_size=40) | requests.map(json.dumps) | json_values.map(json.d
 @settings(max_examples=300, deadline=None)
 @given(batch=st.lists(lines, min_size=1, max_size=6))
 def test_fuzzed_requests_are_answered_with_codes(batch: list[str]) -> None:
-    """Whatever the lines, each gets an answer at once (ok, error or pending), every error
-    carries a known code, and no request makes the driver fail internally."""
+    """Whatever the lines, each gets a first answer (ok, error or pending) within its
+    ``wait_ms``, every error carries a known code, and no request makes the driver fail
+    internally."""
     answers: list[JsonObject] = []
-    server = Server(answers.append)
+    book = AnswerBook()
+
+    def emit(answer: JsonObject) -> None:
+        answers.append(answer)
+        book.deliver(answer)
+
+    server = Server(emit)
     try:
         for line in batch:
-            before = len(answers)
+            rid = usable_id(line)
+            before = len(book.all(rid))
             server.handle_line(line.replace("\n", " "))
             if line.strip():
-                assert len(answers) > before, f"no answer to {line!r}"
+                book.wait(rid, before, 10.0)  # DriverHung: no answer to the line
         for answer in list(answers):
             assert answer["status"] in ("ok", "error", "pending"), answer
             if answer["status"] == "error":
                 assert answer["code"] in CODES and answer["code"] != "Internal", answer
     finally:
         server.close()
+
+
+def refuse_constant(token: str) -> Json:
+    raise ValueError(f"{token} is not JSON")
+
+
+def usable_id(line: str) -> Json:
+    """The id a driver answers a line with: its own when usable, else null."""
+    try:
+        value = json.loads(line.replace("\n", " "), parse_constant=refuse_constant)
+    except ValueError:  # not JSON, not strict JSON, or beyond the digit limit
+        return None
+    rid = value.get("id") if isinstance(value, dict) else None
+    if isinstance(rid, str) or (isinstance(rid, int) and is_int(rid)):
+        return rid
+    return None
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -445,3 +483,90 @@ def test_a_raising_callback_is_recorded_then_fails(driver: Subprocess) -> None:
     assert isinstance(stats, dict) and isinstance(stats["runner"], dict)
     assert stats["runner"]["callback_errors"] == 1
     raw(driver, {"op": "engine.close", "args": {"engine": handle}})
+
+
+# -- the feature table, case selection, per-check verdicts, sessions -------------------------
+
+
+def spec_feature_rows() -> dict[str, str]:
+    """The rows of the feature table in spec/driver-protocol.md: feature name -> its cell."""
+    text = (ROOT / "spec" / "driver-protocol.md").read_text()
+    section = text.split("## Features and operations", 1)[1].split("\n\n| Op |", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        match = re.match(r"^\| `([a-z_.]+)`(?: \(always\))? \| (.*) \|$", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+@pytest.mark.spec("DRV-FEATURES", "DRV-OPS")
+def test_the_spec_feature_table_is_features_py() -> None:
+    rows = spec_feature_rows()
+    assert set(rows) == set(FEATURES)
+    every_op = {op for f in FEATURES.values() for op in f.ops}
+    for name, feature in FEATURES.items():
+        named = set(re.findall(r"`([a-z_.]+)`", rows[name]))
+        extended = set(feature.args) | set(feature.fields)
+        assert set(feature.ops) <= named, name
+        assert named & every_op <= set(feature.ops) | extended, name
+        for words in (*feature.args.values(), *feature.fields.values()):
+            assert all(re.search(rf"\b{w}\b", rows[name]) for w in words), (name, words)
+
+
+def _case(name: str, rules: tuple[str, ...], features: frozenset[str] = frozenset()) -> Case:
+    return Case(name, rules, lambda t: None, "tests", features)
+
+
+@pytest.mark.spec("DRV-REPORT-PER-CHECK")
+def test_a_rule_passes_only_on_a_check_that_held() -> None:
+    rules = {r: Rule(r, "api", "action-queue.md") for r in ("AQ-A", "AQ-B", "AQ-C", "AQ-D")}
+    stopped = _case("stops", ("AQ-A", "AQ-B", "AQ-C"))
+    checks = (Check("AQ-A", HELD, ""), Check("AQ-B", FAILED, "boom"))
+    results = [
+        CaseResult(stopped, "fail", checks, "RuleFailure: AQ-B: boom", 0.0, "RuleFailure"),
+        CaseResult(_case("clean", ("AQ-D",)), "pass", (), "", 0.0),
+    ]
+    status = classify(rules, results, Profile("p"))
+    assert {r: status[r].status for r in rules} == {
+        "AQ-A": "pass",
+        "AQ-B": "fail",
+        "AQ-C": "not evaluated",
+        "AQ-D": "not evaluated",  # a case that ran no check of it proves nothing
+    }
+    assert status["AQ-B"].messages == ["stops: boom"]
+
+
+@pytest.mark.spec("DRV-FEATURES")
+def test_a_case_of_an_undeclared_feature_is_not_applicable_with_the_reason() -> None:
+    c = _case("needs_queue", ("AQ-A",), frozenset({"queue", "queue.counters"}))
+    plan = Plan({"protocol": 2}, frozenset({"queue"}))
+    [result] = run_cases([c], InProcess, plan)
+    assert (result.outcome, result.message) == ("n/a", "feature queue.counters not provided")
+    status = classify({"AQ-A": Rule("AQ-A", "api", "x.md")}, [result], Profile("p"))
+    assert (status["AQ-A"].status, status["AQ-A"].reason) == (
+        "n/a",
+        "needs_queue: feature queue.counters not provided",
+    )
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.spec("DRV-SESSION-PER-CASE", "DRV-CLIENT-CRASH")
+def test_each_case_gets_a_fresh_driver_and_a_crash_costs_one_case() -> None:
+    opened: list[Subprocess] = []
+
+    def session() -> Implementation:
+        opened.append(Subprocess("python -m refimpl.driver --broken exit-on-bad-json"))
+        return opened[-1]
+
+    names = ("driver_hello", "driver_bad_lines", "driver_request_ids")
+    cases = [c for c in CASES if c.name in names]
+    plan = handshake(session)
+    expected = {"driver_hello": "pass", "driver_bad_lines": "fail", "driver_request_ids": "pass"}
+    for shared, processes in ((False, 1 + 3), (True, 1 + 3 + 2)):
+        results = run_cases(cases, session, plan, jobs=2, shared=shared)
+        assert {r.case.name: r.outcome for r in results} == expected
+        crashed = next(r for r in results if r.case.name == "driver_bad_lines")
+        assert crashed.stopped_by == "DriverCrashed"
+        assert len(opened) == processes  # shared: a new driver only after the crash
+        assert all(d.returncode is not None for d in opened)  # none is left running

@@ -60,6 +60,7 @@ def test_every_case_through_the_reference_driver_one_process_each() -> None:
 B64_DRIVER = """
 import json, sys
 from refimpl.driver.server import Server
+from refimpl.driver.stdio import exit_now
 from refimpl.driver.wire import dumps, encode_bytes
 
 TEXT_RESULTS = {"engine.cvar_get", "engine.cvar_get_handler"}
@@ -84,14 +85,15 @@ def emit(answer):
     sys.stdout.flush()
 
 server = Server(emit)
-for line in sys.stdin:
+for line in sys.stdin.buffer:
     try:
         request = json.loads(line)
         ops[request.get("id")] = request.get("op")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):
         pass
     server.handle_line(line)
 server.close()
+exit_now(0)
 """
 
 

@@ -24,14 +24,15 @@ SCRIPTS = [
 STEPS = ("runner", "pool", "queue", "system", "threads")
 
 
-def _step(engine: Engine, name: str) -> Callable[[], None]:
-    return {
+def _step(engine: Engine, name: str) -> Callable[[], object]:
+    steps: dict[str, Callable[[], object]] = {
         "runner": engine.runner.deinit,
         "pool": engine.pool.deinit,
         "queue": engine.queue.deinit,
         "system": engine.system.deinit,
         "threads": engine.thread_pool.shutdown,
-    }[name]
+    }
+    return steps[name]
 
 
 @pytest.mark.spec("HOS-DEINIT-ORDERS", "SR-DEINIT-CANCEL", "AQ-DEINIT-KEEPS-MESSAGES")

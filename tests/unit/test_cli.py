@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,32 @@ def test_bad_command_line_prints_usage_and_exits_two(args: tuple[str, ...]) -> N
     done = run(*args)
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+def run_bytes(*args: bytes) -> subprocess.CompletedProcess[bytes]:
+    argv = [os.fsencode(sys.executable), b"-m", b"refimpl", *args]
+    return subprocess.run(argv, capture_output=True, timeout=60)
+
+
+@pytest.mark.spec("ENG-CLI-EXEC-BYTES")
+@pytest.mark.timeout(60)
+def test_exec_runs_an_argument_that_is_not_utf8() -> None:
+    done = run_bytes(b"exec", b'assert(#"\xff\xfe" == 2) print("bytes ok")')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == [b"bytes ok", b"OK"]
+    assert b"Traceback" not in done.stderr
+
+
+@pytest.mark.spec("ENG-CLI-EXEC-UNREADABLE")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["missing", "directory", "not-utf8-name"])
+def test_exec_file_that_cannot_be_read_is_a_usage_error(tmp_path: Path, where: str) -> None:
+    target = {
+        "missing": os.fsencode(tmp_path / "nope.lua"),
+        "directory": os.fsencode(tmp_path),
+        "not-utf8-name": os.fsencode(tmp_path) + b"/\xff.lua",
+    }[where]
+    done = run_bytes(b"exec", b"--file", target)
+    assert done.returncode == 2
+    assert b"cannot read --file" in done.stderr
+    assert b"Traceback" not in done.stderr

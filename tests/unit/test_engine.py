@@ -9,7 +9,7 @@ from refimpl.action_queue import ActionKind, ActionQueue
 from refimpl.allocator import Buffer, TrackingAllocator
 from refimpl.cvar import CVarRegistry
 from refimpl.ecs import World
-from refimpl.engine import Engine
+from refimpl.engine import CloseResult, Engine
 from refimpl.input import InputState
 from refimpl.lua import execute_lua_buffer
 from refimpl.script_runner import ScriptRunner
@@ -69,9 +69,9 @@ def test_close_shuts_components_down_in_order(monkeypatch: pytest.MonkeyPatch) -
     def spy(name: str, target: object, method: str) -> None:
         original = getattr(target, method)
 
-        def wrapped() -> None:
+        def wrapped(*args: object, **kwargs: object) -> object:
             calls.append(name)
-            original()
+            return original(*args, **kwargs)
 
         monkeypatch.setattr(target, method, wrapped)
 
@@ -124,3 +124,15 @@ def test_second_close_does_nothing() -> None:
     engine.close()
     assert engine.allocator.allocations == allocations
     assert engine.allocator.live() == []
+
+
+@pytest.mark.spec("ENG-CLOSE-TIMEOUT", "ENG-CLOSE-ZERO-LIVE")
+@pytest.mark.timeout(20)
+def test_close_with_a_timeout_and_nothing_stuck_is_a_full_close() -> None:
+    engine = Engine(workers=1)
+    engine.runner.enqueue_script("return 1")
+    assert engine.runner.wait_idle(10.0)
+    assert engine.close(timeout=5.0) == CloseResult(stuck=())
+    assert engine.allocator.live() == []
+    assert engine.closed
+    assert engine.close(timeout=0.0) == CloseResult()

@@ -14,7 +14,7 @@ import sys
 from refimpl.driver.capi.abi import Library, PortError
 from refimpl.driver.capi.components import Port
 from refimpl.driver.server import Server
-from refimpl.driver.wire import JsonObject, dumps
+from refimpl.driver.stdio import exit_now, writer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,14 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     except PortError as exc:
         print(f"python -m refimpl.driver.capi: {exc}", file=sys.stderr)
         return 2
-    out = sys.stdout
-
-    def emit(answer: JsonObject) -> None:
-        out.write(dumps(answer) + "\n")
-        out.flush()
-
-    server = Server(emit, port.components(), profile=options.profile)
-    for line in sys.stdin:
+    server = Server(writer(sys.stdout), port.components(), profile=options.profile)
+    for line in sys.stdin.buffer:  # bytes: each line decoded on its own (DRV-UTF8)
         server.handle_line(line)
     port.close()
     server.close()
@@ -44,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
