@@ -4,7 +4,13 @@
 cites the rule IDs it checks.
 """
 
-from refimpl.conformance import suite_core, suite_lifecycle, suite_sandbox, suite_system
+from refimpl.conformance import (
+    suite_core,
+    suite_lifecycle,
+    suite_mutant_gaps,
+    suite_sandbox,
+    suite_system,
+)
 from refimpl.conformance.cases import CASES, Case, CaseResult, Tester, case, run_case
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     "run_case",
     "suite_core",
     "suite_lifecycle",
+    "suite_mutant_gaps",
     "suite_sandbox",
     "suite_system",
 ]

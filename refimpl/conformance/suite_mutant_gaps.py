@@ -1,0 +1,229 @@
+"""Conformance cases for bugs the other cases let through: each one closes a gap that a
+deliberate bug of ``refimpl.conformance.mutants`` showed (a waiting push that room does not
+wake, counters bumped by a wait, idle waiters left asleep, a callback run on the waiting
+thread, a handler resolved late or in the wrong state, a state released under a running
+handler, empty event fields leaked, a short CVarLua message, NUL bytes in error text, a console
+value cut at its first word)."""
+
+from __future__ import annotations
+
+from refimpl.conformance.cases import Tester, b, case, obj, unb
+from refimpl.driver.wire import JsonObject
+
+QUEUE_TIMEOUT = ("queue", "queue.timeout")
+ENGINE_POOL = ("engine", "pool")
+# About 40 ms of Lua on this machine, below the default instruction limit: long enough that a
+# thread woken as the script before it finishes looks before this one is done.
+LOOP = "for i = 1, 8000000 do end"
+
+
+def _console_lines(logs: list[JsonObject], prefix: str) -> list[str]:
+    return [str(r["text"]) for r in logs if str(r.get("text")).startswith(prefix)]
+
+
+# -- ActionQueue ---------------------------------------------------------------------------
+
+
+@case("AQ-PUSH-WAIT", features=QUEUE_TIMEOUT)
+def queue_push_woken_by_try_pop(t: Tester) -> None:
+    """The room a ``try_pop`` makes wakes a waiting push, as the room a ``pop`` makes does."""
+    q, _ = t.queue(1)
+    t.push(q, "a")
+    with t.checking("AQ-PUSH-WAIT"):
+        parked = t.start("queue.push", "B", queue=q, message=b("b"), timeout_ms=None)
+        t.expect_pending(parked, "push(timeout=None) on a full queue")
+        t.equal(t.popped(t.call("queue.try_pop", queue=q)), b"a", "try_pop")
+        t.expect_ok(t.finish(parked), "the push once try_pop made room")
+        t.equal(t.popped(t.call("queue.try_pop", queue=q)), b"b", "the woken push's message")
+
+
+@case("AQ-COUNTERS", features=("queue", "queue.timeout", "queue.counters"))
+def queue_wait_is_not_full_count(t: Tester) -> None:
+    """A push that waits for room and gets it raised no ``QueueFull``: ``full_count`` stays."""
+    q, _ = t.queue(1)
+    t.push(q, "a")
+    parked = t.expect_pending(
+        t.start("queue.push", "B", queue=q, message=b("b"), timeout_ms=15_000),
+        "push with a timeout on a full queue",
+    )
+    t.call("queue.pop", queue=q)
+    with t.checking("AQ-COUNTERS"):
+        t.expect_ok(t.finish(parked), "the push once room appeared")
+        stats = t.queue_stats(q)
+        t.equal((stats["high_water"], stats["full_count"]), (1, 0), "(high_water, full_count)")
+
+
+# -- ScriptRunner --------------------------------------------------------------------------
+
+
+@case("SR-RESULT-PUSH", features=("engine",))
+def runner_result_reaches_update(t: Tester) -> None:
+    e = t.engine()
+    t.call("engine.enqueue", engine=e["engine"], script=b("return 1"))
+    t.wait_idle(e)
+    t.logs()
+    with t.checking("SR-RESULT-PUSH"):
+        t.call("engine.update", engine=e["engine"])
+        logs = t.logs()
+        t.expect(t.logged(logs, "info", "Script OK: OK"), f"the result at update: {logs}")
+    t.close_engine(e)
+
+
+@case("PERF-POOL-UNDERSIZED", features=ENGINE_POOL)
+def runner_idle_waiters_all_woken(t: Tester) -> None:
+    """Scripts that waited for a state run once states come back, and every thread waiting
+    for the runner to go idle is woken, only once the last script is done."""
+    e = t.engine(workers=1)
+    held = [t.call("pool.acquire", pool=e["pool"]) for _ in range(2)]
+    for script in ("return 1", LOOP):
+        t.call("engine.enqueue", engine=e["engine"], script=b(script), callback=True)
+    waiters = [
+        t.start("engine.wait_idle", name, engine=e["engine"], timeout_ms=None)
+        for name in ("B", "C")
+    ]
+    for waiter in waiters:
+        t.expect_pending(waiter, "wait_idle while the scripts wait for a state")
+    with t.checking("PERF-POOL-UNDERSIZED"):
+        for resource in held:
+            t.call("pool.release", pool=e["pool"], resource=resource)
+        for waiter in waiters:
+            t.equal(t.expect_ok(t.finish(waiter), "wait_idle"), True, "wait_idle without limit")
+        payloads = [unb(c["payload"]) for c in t.completions(e)]
+        t.equal(payloads, [b"OK", b"OK"], "scripts completed when the waits ended")
+    t.close_engine(e)
+
+
+@case("SR-CALLBACK-WORKER", features=("engine",))
+def runner_callback_before_idle(t: Tester) -> None:
+    """``on_complete`` has run on the worker by the time the runner is idle."""
+    e = t.engine()
+    t.call("engine.enqueue", engine=e["engine"], script=b("return 1"), callback=True)
+    t.wait_idle(e)
+    with t.checking("SR-CALLBACK-WORKER"):
+        calls = [(unb(c["payload"]), c["on_main"]) for c in t.completions(e)]
+        t.equal(calls, [(b"OK", False)], "on_complete calls (payload, on the main thread)")
+    t.close_engine(e)
+
+
+# -- ScriptingSystem -----------------------------------------------------------------------
+
+
+@case("CV-EVENT-HANDLER-CAPTURED", features=("engine",))
+def system_calls_captured_handler(t: Tester) -> None:
+    """``update`` calls the handler each change captured, not the one set since."""
+    prelude = (
+        "function H1(n, o, v) print('H1 ' .. v) end function H2(n, o, v) print('H2 ' .. v) end"
+    )
+    e = t.engine(prelude=[b(prelude)], cvars=[{"name": "a", "default": 1, "on_change_lua": "H1"}])
+    eng = e["engine"]
+    t.call("engine.cvar_set", engine=eng, name="a", value="2")
+    t.call("engine.cvar_set_handler", engine=eng, name="a", handler="H2")
+    t.call("engine.cvar_set", engine=eng, name="a", value="3")
+    t.logs()
+    t.call("engine.update", engine=eng)
+    with t.checking("CV-EVENT-HANDLER-CAPTURED"):
+        t.equal(_console_lines(t.logs(), "H"), ["H1 2", "H2 3"], "handlers called by update")
+    t.close_engine(e)
+
+
+@case("SS-CVARLUA-INVOKE", features=ENGINE_POOL)
+def system_handler_in_leased_state(t: Tester) -> None:
+    """The handler runs in the state leased for it: a state leased to someone else is not
+    touched, even the one an earlier handler ran in."""
+    prelude = "function Count() hits = (hits or 0) + 1 print('count') end"
+    e = t.engine(
+        prelude=[b(prelude)], cvars=[{"name": "c", "default": 1, "on_change_lua": "Count"}]
+    )
+    eng, alloc = e["engine"], t.allocator("probe")
+    t.call("engine.cvar_set", engine=eng, name="c", value="2")
+    t.call("engine.update", engine=eng)
+    held = t.call("pool.acquire", pool=e["pool"])
+    t.call("lua.execute", state=held, script=b("before = hits or 0"), allocator=alloc)
+    t.call("engine.cvar_set", engine=eng, name="c", value="3")
+    t.logs()
+    with t.checking("SS-CVARLUA-INVOKE"):
+        t.call("engine.update", engine=eng)
+        t.equal(_console_lines(t.logs(), "count"), ["count"], "handler calls by the update")
+        probe = b("assert((hits or 0) == before, 'a handler ran in this leased state')")
+        result = obj(t.call("lua.execute", state=held, script=probe, allocator=alloc))
+        t.expect(result["success"] is True, f"the held state: {unb(result['message'])!r}")
+    t.call("pool.release", pool=e["pool"], resource=held)
+    t.close_engine(e)
+
+
+@case("THR-STATE-ONE-THREAD", features=("engine", "engine.limits", "pool"))
+def system_state_leased_while_handler_runs(t: Tester) -> None:
+    """The state a handler runs in stays leased until the handler is done: a lease taken
+    meanwhile on another thread never gets it."""
+    prelude = "function Slow() for i = 1, 200000000 do end print('slow done') end"
+    e = t.engine(
+        prelude=[b(prelude)],
+        cvars=[{"name": "s", "default": 1, "on_change_lua": "Slow"}],
+        limits={"max_instructions": 1_000_000_000},
+    )
+    held = t.call("pool.acquire", pool=e["pool"])
+    t.call("engine.cvar_set", engine=e["engine"], name="s", value="2")
+    t.logs()
+    update = t.expect_pending(t.start("engine.update", engine=e["engine"]), "a slow handler")
+    with t.checking("THR-STATE-ONE-THREAD"):
+        other = t.call("pool.try_acquire", "X", pool=e["pool"])
+        taken = t.call("logs.take", "X")
+        assert isinstance(taken, list)
+        done = t.logged([obj(r) for r in taken], "info", "slow done")
+        t.expect(other is None or done, "a state was leased while the handler ran in it")
+        t.expect_ok(t.finish(update), "the update")
+    for resource in (held, other):
+        if resource is not None:
+            t.call("pool.release", pool=e["pool"], resource=resource)
+    t.close_engine(e)
+
+
+@case("SS-EVENTS-TAKE", features=("engine",))
+def system_frees_empty_event_fields(t: Tester) -> None:
+    """Every field of a taken event is freed, the empty ones too (no handler, empty value)."""
+    e = t.engine(cvars=[{"name": "motd", "default": "x"}])
+    allocator = str(e["allocator"])
+    baseline = t.live(allocator)
+    t.call("engine.cvar_set", engine=e["engine"], name="motd", value="")
+    with t.checking("SS-EVENTS-TAKE"):
+        t.call("engine.update", engine=e["engine"])
+        t.equal(t.live(allocator), baseline, "engine ledger after the update took the event")
+    t.close_engine(e)
+
+
+@case("SS-CVARLUA-MALFORMED", features=("engine", "queue"))
+def system_skips_one_nul_message(t: Tester) -> None:
+    """A CVarLua message with a single NUL is logged and skipped like any other field count."""
+    e = t.engine()
+    t.push(str(e["queue"]), "OnFov\x00r_fov", kind="CVarLua")
+    t.push(str(e["queue"]), "OK")
+    t.logs()
+    with t.checking("SS-CVARLUA-MALFORMED"):
+        t.call("engine.update", engine=e["engine"])
+        logs = t.logs()
+        t.expect(t.logged(logs, "error", "Invalid CVarLua message format"), f"logs: {logs}")
+        t.expect(t.logged(logs, "info", "Script OK: OK"), "the action behind it was handled")
+    t.close_engine(e)
+
+
+# -- Lua helpers and bindings --------------------------------------------------------------
+
+
+@case("LH-EXEC-ERROR-TEXT", features=("engine",))
+def lua_error_text_keeps_nul(t: Tester) -> None:
+    e = t.engine()
+    with t.checking("LH-EXEC-ERROR-TEXT"):
+        result = t.execute(e, 'error("before\\0after", 0)')
+        got = (result["success"], unb(result["message"]))
+        t.equal(got, (False, b"before\x00after"), "(success, message) of an error holding NUL")
+    t.close_engine(e)
+
+
+@case("LB-CONSOLE-EXECUTE", features=("engine",))
+def console_set_keeps_whole_value(t: Tester) -> None:
+    e = t.engine(cvars=[{"name": "motd", "default": "hi"}])
+    with t.checking("LB-CONSOLE-EXECUTE"):
+        t.run_ok(e, 'console.execute("set motd hello big  world")')
+        got = t.call("engine.cvar_get", engine=e["engine"], name="motd")
+        t.equal(got, "hello big  world", "the value after set: the rest of the line")
+    t.close_engine(e)
