@@ -8,6 +8,7 @@ value cut at its first word)."""
 from __future__ import annotations
 
 from refimpl.conformance.cases import Tester, b, case, obj, unb
+from refimpl.conformance.implementation import Pending
 from refimpl.driver.wire import JsonObject
 
 QUEUE_TIMEOUT = ("queue", "queue.timeout")
@@ -37,11 +38,34 @@ def queue_push_woken_by_try_pop(t: Tester) -> None:
         t.equal(t.popped(t.call("queue.try_pop", queue=q)), b"b", "the woken push's message")
 
 
-@case("AQ-COUNTERS", features=("queue", "queue.timeout", "queue.counters"))
-def queue_wait_is_not_full_count(t: Tester) -> None:
-    """A push that waits for room and gets it raised no ``QueueFull``: ``full_count`` stays."""
+@case("AQ-PUSH-TIMEOUT", features=QUEUE_TIMEOUT)
+def queue_push_subsecond_timeout_waits(t: Tester) -> None:
+    """A timeout under a second is a wait too, not a refusal at once (no truncation to whole
+    seconds)."""
     q, _ = t.queue(1)
     t.push(q, "a")
+    with t.checking("AQ-PUSH-TIMEOUT"):
+        parked = t.start("queue.push", "B", 50, queue=q, message=b("b"), timeout_ms=999)
+        t.expect_pending(parked, "push with a 999 ms timeout on a full queue")
+        t.call("queue.try_pop", queue=q)
+        t.expect_ok(t.finish(parked), "the push once room appeared within its timeout")
+
+
+@case("AQ-COUNTERS", features=("queue", "queue.timeout", "queue.counters"))
+def queue_counters_count_each_rejection(t: Tester) -> None:
+    """``full_count`` counts every ``QueueFull``, from zero, and a push that waits for room and
+    gets it raised none."""
+    q, _ = t.queue(1)
+
+    def counters() -> tuple[object, object]:
+        stats = t.queue_stats(q)
+        return stats["high_water"], stats["full_count"]
+
+    with t.checking("AQ-COUNTERS"):
+        t.equal(counters(), (0, 0), "(high_water, full_count) of a new queue")
+    t.push(q, "a")
+    for _ in range(2):
+        t.answer("queue.push", queue=q, message=b("x"))
     parked = t.expect_pending(
         t.start("queue.push", "B", queue=q, message=b("b"), timeout_ms=15_000),
         "push with a timeout on a full queue",
@@ -49,11 +73,38 @@ def queue_wait_is_not_full_count(t: Tester) -> None:
     t.call("queue.pop", queue=q)
     with t.checking("AQ-COUNTERS"):
         t.expect_ok(t.finish(parked), "the push once room appeared")
-        stats = t.queue_stats(q)
-        t.equal((stats["high_water"], stats["full_count"]), (1, 0), "(high_water, full_count)")
+        t.equal(counters(), (1, 2), "(high_water, full_count) after two QueueFull and a wait")
 
 
-# -- ScriptRunner --------------------------------------------------------------------------
+@case("AQ-WAITERS", features=("queue", "queue.timeout", "queue.counters"))
+def queue_waiters_count_every_thread(t: Tester) -> None:
+    """Two threads parked in ``pop``, then two in ``push``, are each counted."""
+    q, _ = t.queue(2)
+    pops = [t.start("queue.pop", name, queue=q) for name in ("B", "C")]
+    with t.checking("AQ-WAITERS"):
+        for reply in pops:
+            t.expect_pending(reply, "pop on an empty queue")
+        t.settles(lambda: t.queue_stats(q)["pop_waiters"] == 2, "pop_waiters == 2")
+        for message in ("x", "y"):
+            t.push(q, message)
+        for reply in pops:
+            t.expect_ok(t.finish(reply), "a woken pop")
+        t.equal(t.queue_stats(q)["pop_waiters"], 0, "pop_waiters once both were woken")
+    for message in ("a", "b"):
+        t.push(q, message)
+    pushes = [
+        t.start("queue.push", name, queue=q, message=b(name), timeout_ms=15_000)
+        for name in ("D", "E")
+    ]
+    with t.checking("AQ-WAITERS"):
+        for reply in pushes:
+            t.expect_pending(reply, "push on a full queue")
+        t.settles(lambda: t.queue_stats(q)["push_waiters"] == 2, "push_waiters == 2")
+        for _ in pushes:
+            t.call("queue.pop", queue=q)
+        for reply in pushes:
+            t.expect_ok(t.finish(reply), "a woken push")
+        t.equal(t.queue_stats(q)["push_waiters"], 0, "push_waiters once both were woken")
 
 
 @case("SR-RESULT-PUSH", features=("engine",))
@@ -155,7 +206,7 @@ def system_handler_in_leased_state(t: Tester) -> None:
 def system_state_leased_while_handler_runs(t: Tester) -> None:
     """The state a handler runs in stays leased until the handler is done: a lease taken
     meanwhile on another thread never gets it."""
-    prelude = "function Slow() for i = 1, 200000000 do end print('slow done') end"
+    prelude = "function Slow() for i = 1, 100000000 do end print('slow done') end"
     e = t.engine(
         prelude=[b(prelude)],
         cvars=[{"name": "s", "default": 1, "on_change_lua": "Slow"}],
@@ -203,6 +254,20 @@ def system_skips_one_nul_message(t: Tester) -> None:
         logs = t.logs()
         t.expect(t.logged(logs, "error", "Invalid CVarLua message format"), f"logs: {logs}")
         t.expect(t.logged(logs, "info", "Script OK: OK"), "the action behind it was handled")
+    t.close_engine(e)
+
+
+@case("THR-MAIN-NEVER-BLOCKS", features=("engine", "queue"))
+def system_update_never_waits_for_room(t: Tester) -> None:
+    """``update`` on a full queue drops the CVarLua actions that do not fit at once: it never
+    waits for room the main thread alone could make."""
+    e = t.engine(queue_capacity=1, cvars=[{"name": "a", "default": 1, "on_change_lua": "H"}])
+    t.push(str(e["queue"]), "OK")
+    for value in ("2", "3", "4"):
+        t.call("engine.cvar_set", engine=e["engine"], name="a", value=value)
+    with t.checking("THR-MAIN-NEVER-BLOCKS"):
+        reply = t.start("engine.update", "main", 2_500, engine=e["engine"])
+        t.expect(not isinstance(reply, Pending), "update still running after 2.5 s")
     t.close_engine(e)
 
 
