@@ -107,6 +107,37 @@ def queue_waiters_count_every_thread(t: Tester) -> None:
         t.equal(t.queue_stats(q)["push_waiters"], 0, "push_waiters once both were woken")
 
 
+# -- StatePool ----------------------------------------------------------------------------
+
+
+@case("SP-INIT-CREATE", features=("pool",))
+def pool_reports_its_capacity(t: Tester) -> None:
+    p, _ = t.pool(3)
+    with t.checking("SP-INIT-CREATE"):
+        t.equal(t.pool_stats(p)["capacity"], 3, "capacity of a pool of three")
+
+
+@case("SP-WAITERS", features=("pool", "pool.counters"))
+def pool_waiters_count_every_thread(t: Tester) -> None:
+    p, _ = t.pool(1)
+    r = t.call("pool.acquire", pool=p)
+    parked = [t.start("pool.acquire", name, pool=p) for name in ("B", "C")]
+    with t.checking("SP-WAITERS"):
+        for reply in parked:
+            t.expect_pending(reply, "acquire, none free")
+        t.settles(lambda: t.pool_stats(p)["waiters"] == 2, "waiters == 2")
+        # One resource: whichever waiter got it holds ``r``, which any thread may release.
+        t.call("pool.release", pool=p, resource=r)
+        t.settles(lambda: t.pool_stats(p)["waiters"] == 1, "waiters == 1 once one was woken")
+        t.call("pool.release", pool=p, resource=r)
+        for reply in parked:
+            t.equal(t.expect_ok(t.finish(reply), "a woken acquire"), r, "the one resource")
+        t.equal(t.pool_stats(p)["waiters"], 0, "waiters once both were woken")
+
+
+# -- ScriptRunner --------------------------------------------------------------------------
+
+
 @case("SR-RESULT-PUSH", features=("engine",))
 def runner_result_reaches_update(t: Tester) -> None:
     e = t.engine()
