@@ -41,7 +41,38 @@ LOG_CALLS = {"debug", "info", "warning", "error", "exception"}
 # behaviour changes but no deterministic case can see it; the mutant stays counted, unkilled.
 UNSEEN_COUNTER = "a counter of the refimpl's own that no protocol operation reports"
 TRUTH_ONLY = "the flag is only ever tested for truth: None reads as False"
+LEDGER_TAG = "a ledger tag: a label for leak reports that no protocol operation returns"
+DESCRIPTION = "text for leak reports and error messages, in no protocol answer"
+NO_SUCH_CALL = (
+    "no protocol path makes this call with a count below 1: the driver answers k < 1 itself "
+    "(InvalidArgument), copies bytes with dupe, and the pool and the state factory allocate "
+    "8 x capacity and 64 bytes"
+)
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("Buffer.__repr__", "state = f'freed on {self.freed_on}' if self.freed_on else 'live'"): (
+        DESCRIPTION
+    ),
+    ("Buffer.describe", "label = f' {self.tag!r}' if self.tag else ''"): DESCRIPTION,
+    ("TrackingAllocator.__init__", "self.name = name"): DESCRIPTION,
+    ("TrackingAllocator.__init__", "self.allocations = 0"): UNSEEN_COUNTER,
+    ("TrackingAllocator.__init__", "self.frees = 0"): UNSEEN_COUNTER,
+    ("TrackingAllocator._allocate", "self.allocations += 1"): UNSEEN_COUNTER,
+    ("TrackingAllocator.free", "self.frees += 1"): UNSEEN_COUNTER,
+    ("TrackingAllocator.__init__", "self._serials = itertools.count(1)"): (
+        "serials only need to be distinct: where they start changes nothing"
+    ),
+    ("TrackingAllocator.__init__", "self._fail_countdown = 0"): TRUTH_ONLY,
+    (
+        "TrackingAllocator._allocate",
+        "buf = Buffer(self, serial, tag, threading.current_thread().name, data)",
+    ): "the tag and the allocating thread's name are " + DESCRIPTION,
+    ("TrackingAllocator.alloc", "return self._allocate(bytes(n), tag)", "None"): LEDGER_TAG,
+    ("TrackingAllocator.dupe", "return self._allocate(raw, tag)", "None"): LEDGER_TAG,
+    ("Buffer.__getitem__", "return bytes(self)[index]"): (
+        "unreachable through the protocol: no operation indexes a buffer"
+    ),
+    ("TrackingAllocator.alloc", "if n < 0:"): NO_SUCH_CALL,
+    ("TrackingAllocator.fail_at", "if k < 0:"): NO_SUCH_CALL,
     ("ActionQueue.__init__", "self._closed = False"): TRUTH_ONLY,
     ("StatePool.__init__", "self._closed = False"): TRUTH_ONLY,
     ("ActionQueue.__init__", "self.pushed = 0"): UNSEEN_COUNTER,
@@ -178,18 +209,37 @@ def unobservable(
 ) -> str:
     """Why a change cannot be seen by a port, or ``""`` when it can: a change of an exception's
     text, or of a log call whose text the spec does not word."""
-    if is_text(original) and is_text(mutated) and any(isinstance(p, ast.Raise) for p in parents):
+    if in_exception_arguments(parents):
         return "exception detail text: only the error code crosses the protocol (DRV-CODES)"
-    if any(isinstance(p, ast.keyword) and p.arg == "tag" for p in parents) or dropped_tag(
-        original, mutated
+    if (
+        any(isinstance(p, ast.keyword) and p.arg == "tag" for p in parents)
+        or dropped_tag(original, mutated)
+        or tag_default(original, parents)
     ):
-        return "a ledger tag: a label for leak reports that no protocol operation returns"
+        return LEDGER_TAG
     calls = [p for p in (*parents, original) if is_log_call(p)]
     if calls and isinstance(calls[-1], ast.Call) and calls[-1].args:
         words = ast.unparse(calls[-1].args[0]).strip("'\"f").split("%")[0].split("{")[0].strip()
         if not words or words not in spec_text:
             return "a log line the spec does not word (cases check only the texts it names)"
     return ""
+
+
+def in_exception_arguments(parents: Sequence[ast.AST]) -> bool:
+    """Whether the change is inside the arguments of the exception a ``raise`` builds."""
+    for i, node in enumerate(parents):
+        if isinstance(node, ast.Raise):
+            return i + 1 < len(parents) and isinstance(parents[i + 1], ast.Call)
+    return False
+
+
+def tag_default(original: ast.AST, parents: Sequence[ast.AST]) -> bool:
+    """Whether the change is the default value of a parameter named ``tag``."""
+    signature = parents[-1] if parents else None
+    if not isinstance(signature, ast.arguments):
+        return False
+    pairs = zip(signature.kwonlyargs, signature.kw_defaults, strict=True)
+    return any(arg.arg == "tag" and default is original for arg, default in pairs)
 
 
 def dropped_tag(original: ast.AST, mutated: ast.AST) -> bool:

@@ -22,7 +22,7 @@ from refimpl.conformance.suite import CASES, Case, run_case
 THROUGH_DRIVER = os.environ.get("REFIMPL_MUTATION_DRIVER") == "1"
 # A mutant that blocks a call for good fails its case at this budget instead of at the client's
 # 20 s hang limit; every case ends well within it on the refimpl.
-BUDGET_S = 8.0
+BUDGET_S = 3.0
 
 
 def _passes(case: Case, impl: Implementation) -> None:

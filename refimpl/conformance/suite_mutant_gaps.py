@@ -237,7 +237,7 @@ def system_handler_in_leased_state(t: Tester) -> None:
 def system_state_leased_while_handler_runs(t: Tester) -> None:
     """The state a handler runs in stays leased until the handler is done: a lease taken
     meanwhile on another thread never gets it."""
-    prelude = "function Slow() for i = 1, 100000000 do end print('slow done') end"
+    prelude = "function Slow() for i = 1, 50000000 do end print('slow done') end"
     e = t.engine(
         prelude=[b(prelude)],
         cvars=[{"name": "s", "default": 1, "on_change_lua": "Slow"}],
@@ -246,7 +246,8 @@ def system_state_leased_while_handler_runs(t: Tester) -> None:
     held = t.call("pool.acquire", pool=e["pool"])
     t.call("engine.cvar_set", engine=e["engine"], name="s", value="2")
     t.logs()
-    update = t.expect_pending(t.start("engine.update", engine=e["engine"]), "a slow handler")
+    running = t.start("engine.update", "main", 50, engine=e["engine"])
+    update = t.expect_pending(running, "update running a slow handler")
     with t.checking("THR-STATE-ONE-THREAD"):
         other = t.call("pool.try_acquire", "X", pool=e["pool"])
         taken = t.call("logs.take", "X")
