@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check lint types test spec trace clean soak oom-sweep property-thorough bench conformance mutation
+.PHONY: demo check lint types test spec trace clean soak oom-sweep property-thorough bench conformance mutation cport
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m refimpl demo
 
-check: lint types test trace
+check: lint types cport test trace
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -27,6 +27,10 @@ types: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The example C port (examples/c-port) as the shared library the C ABI driver loads.
+cport:
+	$(MAKE) -C examples/c-port
+
 spec: $(STAMP)
 	$(PY) tools/trace.py spec
 
@@ -36,6 +40,7 @@ trace: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .hypothesis
+	$(MAKE) -C examples/c-port clean
 
 # The full soak (not part of `check`): 20,000 hostile scripts; prints the balanced counters.
 soak: $(STAMP)

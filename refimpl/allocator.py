@@ -126,11 +126,15 @@ class TrackingAllocator:
                     raise OutOfMemory(
                         f"allocator {self.name!r}: injected failure ({tag or 'untagged'})"
                     )
-            serial = next(self._serials)
-            buf = Buffer(self, serial, tag, threading.current_thread().name, data)
-            self._live[serial] = buf
+            buf = self._new_buffer(next(self._serials), tag, data)
+            self._live[buf.serial] = buf
             self.allocations += 1
             return buf
+
+    def _new_buffer(self, serial: int, tag: str, data: bytes) -> Buffer:
+        """The ledger entry of one allocation, made under the ledger's lock; a subclass may back
+        it with other memory (the C ABI driver backs it with C memory)."""
+        return Buffer(self, serial, tag, threading.current_thread().name, data)
 
     def __repr__(self) -> str:
         return f"<TrackingAllocator {self.name!r}: {len(self._live)} live>"

@@ -116,6 +116,28 @@ def text(value: Json) -> str | None:
     return None if value is None else unb(value).decode("utf-8", "replace")
 
 
+# Results whose text a driver may send in either DRV-BYTES form: the whole result, or these
+# fields of each listed object.
+_TEXT_RESULTS = {"engine.cvar_get", "engine.cvar_get_handler"}
+_TEXT_FIELDS = {"engine.cvar_take": ("name", "old", "new", "handler"), "logs.take": ("text",)}
+
+
+def _as_text(op: str, value: Json) -> Json:
+    """``value`` with the text of ``op``'s result decoded to plain strings (DRV-BYTES), so a
+    case compares text and never the form it travelled in."""
+    if op in _TEXT_RESULTS:
+        return text(value)
+    fields = _TEXT_FIELDS.get(op)
+    if fields is None or not isinstance(value, list):
+        return value
+    return [
+        {k: text(v) if k in fields else v for k, v in item.items()}
+        if isinstance(item, dict)
+        else item
+        for item in value
+    ]
+
+
 def obj(value: Json) -> JsonObject:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object, got {value!r}")
@@ -195,10 +217,13 @@ class Tester:
         if isinstance(reply, Err) and reply.code == "UnknownOp":
             # The driver declared the feature of ``op`` (start() checked), so it must serve it.
             self._record("DRV-OPS", FAILED, f"{self.case.name}: {op} answered UnknownOp")
-        if isinstance(reply, Ok) and isinstance(reply.value, dict):
-            shown = visible_fields(op, dict(reply.value), self.case.features)
-            return Ok({k: v for k, v in reply.value.items() if k in shown})
-        return reply
+        if not isinstance(reply, Ok):
+            return reply
+        value = _as_text(op, reply.value)
+        if isinstance(value, dict):
+            shown = visible_fields(op, dict(value), self.case.features)
+            value = {k: v for k, v in value.items() if k in shown}
+        return Ok(value)
 
     def call(self, op: str, thread: str = "main", /, **args: Json) -> Json:
         """The result of a call that must succeed."""
@@ -238,6 +263,11 @@ class Tester:
             raise SetupFailed(message)
         raise RuleFailure(self.rule, message)
 
+    def stop(self, message: str) -> None:
+        """End the case here, as a failed step: the rules it has not checked yet are not
+        evaluated (for a case whose precondition did not come about)."""
+        raise SetupFailed(message)
+
     def expect(self, condition: bool, message: str) -> None:
         if not condition:
             self.fail(message)
@@ -247,11 +277,13 @@ class Tester:
             self.fail(f"{what}: expected {expected!r}, got {actual!r}")
 
     def settles(self, probe: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
-        """Inside a check of a counter rule, read the counter (backing off from 1 ms to 50 ms
-        between reads) until ``probe`` holds or ``within_s`` ends. Never a way to learn that a
-        call blocked: that is the protocol's ``pending``."""
-        if self.rule is None:
-            raise SuiteError(f"{self.case.name}: settles() outside a check")
+        """Read a counter of a declared ``*.counters`` feature (backing off from 1 ms to
+        50 ms between reads) until ``probe`` holds or ``within_s`` ends. Inside a check it is
+        that check's evidence; outside, a wait the case needs (so the case declares the
+        counter feature, and a driver without it leaves the case not applicable). That a call
+        blocked is never learnt this way: that is the protocol's ``pending``."""
+        if not any(f.endswith(".counters") for f in self.case.features):
+            raise SuiteError(f"{self.case.name}: settles() without a counters feature")
         deadline, pause = time.monotonic() + within_s, 0.001
         while not probe():
             if time.monotonic() > deadline:
@@ -325,6 +357,8 @@ class Tester:
 
     def logs(self) -> list[JsonObject]:
         taken = self.call("logs.take")
+        if not isinstance(taken, list):
+            self.fail(f"logs.take answered {taken!r}, not a list")
         assert isinstance(taken, list)
         return [obj(v) for v in taken]
 

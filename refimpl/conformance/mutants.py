@@ -223,14 +223,14 @@ class ReleaseTwiceAccepted(StatePool[Token]):
 
 
 class ForeignReleaseAccepted(StatePool[Token]):
-    """Ignores the release of a resource that is not one of its own, but still refuses a
-    second release of its own."""
+    """Takes a resource it never leased as a free one, yet still refuses a double release."""
 
     def release(self, resource: Token) -> None:
-        with self._mutex:
-            ours = id(resource) in self._leased or any(r is resource for r in self._free)
-        if ours:
-            super().release(resource)
+        known = id(resource) in self._leased or any(r is resource for r in self._free)
+        if not known:
+            self._free.append(resource)
+            return
+        super().release(resource)
 
 
 class SemaphorePool(PoolVariant):
@@ -650,6 +650,12 @@ def _mutants() -> dict[str, Mutant]:
             replace(_pool(TryAcquireKeepsCount), name="pool-available-drift"),
         ),
         Mutant(
+            "foreign-release-accepted",
+            "SP-RELEASE-FOREIGN",
+            "a resource of another pool is accepted as a free one",
+            replace(_pool(ForeignReleaseAccepted), name="foreign-release-accepted"),
+        ),
+        Mutant(
             "pool-release-twice",
             "SP-RELEASE-TWICE",
             "a second release of a free resource is silently accepted",
@@ -744,12 +750,6 @@ def _mutants() -> dict[str, Mutant]:
             "SP-ACQUIRE-BLOCKS",
             "try_acquire leaves a counting semaphore one ahead, so acquire does not block",
             _pool(SemaphorePool),
-        ),
-        m(
-            "foreign-release-accepted",
-            "SP-RELEASE-FOREIGN",
-            "a foreign resource's release is silently accepted (a second release is refused)",
-            _pool(ForeignReleaseAccepted),
         ),
         m(
             "free-before-push",

@@ -37,7 +37,7 @@ STATUSES = (PASS, FAIL, DEVIATION, NA, NOT_EVALUATED, NOT_IN_SUITE)
 RULE_RE = re.compile(
     r"^#### `([A-Z0-9-]+)`\n- \*\*Rule:\*\* .*\n.*\n- \*\*Observable:\*\* (.*)$", re.M
 )
-RULING_RE = re.compile(r"^### (D\d+)\n(.*?)(?=^### D\d+|\Z)", re.M | re.S)
+RULING_ROW_RE = re.compile(r"^\| (D\d+) \| [^|]* \| (.*) \|$", re.M)
 ID_RE = re.compile(r"\b[A-Z]{2,4}(?:-[A-Z0-9]+)+\b")
 
 
@@ -94,9 +94,10 @@ def load_rules(spec: Path | None = None) -> dict[str, Rule]:
 
 
 def ruling_rules(spec: Path | None = None) -> dict[str, set[str]]:
-    """For each ruling ``Dn`` of the decision register, the rule IDs it cites."""
+    """For each ruling ``Dn``, the rules that carry its choice: the register's **Rules**
+    column, never every rule the entry mentions (DRV-PROFILE)."""
     text = ((spec or spec_dir()) / "decisions.md").read_text()
-    return {m.group(1): set(ID_RE.findall(m.group(2))) for m in RULING_RE.finditer(text)}
+    return {m.group(1): set(ID_RE.findall(m.group(2))) for m in RULING_ROW_RE.finditer(text)}
 
 
 @dataclass
@@ -240,7 +241,7 @@ def _case_json(r: CaseResult) -> JsonObject:
     return {
         "name": r.case.name,
         "rules": list[Json](r.case.rules),
-        "features": sorted(r.case.features),
+        "features": list[Json](sorted(r.case.features)),
         "outcome": r.outcome,
         "stopped_by": r.stopped_by,
         "message": r.message,
@@ -330,6 +331,12 @@ def parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=os.cpu_count() or 1, help="cases run at once (default: cores)"
     )
     p.add_argument(
+        "--hang-s",
+        type=float,
+        default=30.0,
+        help="seconds past a request's wait_ms before the driver counts as hung",
+    )
+    p.add_argument(
         "--session",
         action="store_true",
         help="one driver process for every case (for drivers slow to start)",
@@ -344,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--jobs must be at least 1")
     rules = load_rules()
     driver = options.driver
-    session: Session = (lambda: Subprocess(driver)) if driver else InProcess
+    hang_s = options.hang_s
+    session: Session = (lambda: Subprocess(driver, hang_s=hang_s)) if driver else InProcess
     started = time.monotonic()
     plan = handshake(session)
     profile = load_profile(options.profile, plan.hello)

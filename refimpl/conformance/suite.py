@@ -6,8 +6,11 @@ cites the rule IDs it checks.
 
 from refimpl.conformance import (
     suite_core,
+    suite_faults,
+    suite_hostile,
     suite_lifecycle,
     suite_mutant_gaps,
+    suite_porting,
     suite_sandbox,
     suite_system,
 )
@@ -21,8 +24,11 @@ __all__ = [
     "case",
     "run_case",
     "suite_core",
+    "suite_faults",
+    "suite_hostile",
     "suite_lifecycle",
     "suite_mutant_gaps",
+    "suite_porting",
     "suite_sandbox",
     "suite_system",
 ]

@@ -234,10 +234,10 @@ def queue_deinit(t: Tester) -> None:
         t.equal(t.live(alloc), [b"first", b"second"], "nothing allocated after deinit")
 
 
-@case("MEM-ZERO-LENGTH", "MEM-LEDGER-LIVE", features=QUEUE)
+@case("MEM-ZERO-LENGTH-SAFE", "MEM-LEDGER-LIVE", features=QUEUE)
 def zero_length_message(t: Tester) -> None:
     q, alloc = t.queue(2)
-    with t.checking("MEM-ZERO-LENGTH"):
+    with t.checking("MEM-ZERO-LENGTH-SAFE"):
         t.push(q, "")
         t.equal(t.popped(t.call("queue.try_pop", queue=q)), b"", "the popped empty message")
     with t.checking("MEM-LEDGER-LIVE"):

@@ -1,16 +1,18 @@
 """The parts of the refimpl a driver serves, as one replaceable set.
 
 The reference driver serves :data:`REFIMPL`. The conformance suite's deliberate bugs
-(``refimpl.conformance.mutants``) are other sets: the same driver, one part swapped.
+(``refimpl.conformance.mutants``) are other sets: the same driver, one part swapped. The C ABI
+driver (``refimpl.driver.capi``) is another: a port's queue and pool behind the method surface
+:class:`QueueLike` and :class:`PoolLike` name, which is all the server calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar, runtime_checkable
 
-from refimpl.action_queue import ActionQueue
+from refimpl.action_queue import Action, ActionQueue
 from refimpl.allocator import TrackingAllocator
 from refimpl.cvar import CVarRegistry
 from refimpl.driver.features import ALL as ALL_FEATURES
@@ -23,8 +25,63 @@ from refimpl.lua import (
     call_named_handler,
     execute_lua_buffer,
 )
-from refimpl.messages import CVarLuaMessage, encode_cvar_lua, parse_cvar_lua
+from refimpl.messages import CVarLuaMessage, encode_cvar_lua, is_error_result, parse_cvar_lua
 from refimpl.state_pool import StatePool
+
+R = TypeVar("R")
+
+
+@runtime_checkable
+class QueueLike(Protocol):
+    """What the server calls on a queue: the ``ActionQueue`` surface (AQ-*)."""
+
+    @property
+    def allocator(self) -> TrackingAllocator: ...
+    @property
+    def capacity(self) -> int: ...
+    def __len__(self) -> int: ...
+    def push(self, action: Action, timeout: float | None = 0.0) -> None: ...
+    def try_pop(self) -> Action | None: ...
+    def pop(self, timeout: float | None = None) -> Action | None: ...
+    def deinit(self) -> None: ...
+
+
+@runtime_checkable
+class QueueCounters(Protocol):
+    """A queue that counts its waiters, high-water mark and full pushes (feature
+    ``queue.counters``; AQ-WAITERS, AQ-COUNTERS)."""
+
+    @property
+    def pop_waiters(self) -> int: ...
+    @property
+    def push_waiters(self) -> int: ...
+    @property
+    def high_water(self) -> int: ...
+    @property
+    def full_count(self) -> int: ...
+
+
+@runtime_checkable
+class PoolLike(Protocol[R]):
+    """What the server calls on a pool: the ``StatePool`` surface (SP-*)."""
+
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def available(self) -> int: ...
+    def acquire(self, timeout: float | None = None) -> R: ...
+    def try_acquire(self) -> R | None: ...
+    def release(self, resource: R) -> None: ...
+    def deinit(self) -> None: ...
+
+
+@runtime_checkable
+class PoolCounters(Protocol):
+    """A pool that counts the threads blocked in ``acquire`` (feature ``pool.counters``;
+    SP-WAITERS)."""
+
+    @property
+    def acquire_waiters(self) -> int: ...
 
 
 class Token:
@@ -52,7 +109,7 @@ class EngineFactory(Protocol):
 
 PoolFactory = Callable[
     [TrackingAllocator, int, Callable[[TrackingAllocator], Token], Callable[[Token], None]],
-    StatePool[Token],
+    PoolLike[Token],
 ]
 
 
@@ -82,7 +139,8 @@ class Components:
 
     name: str = "refimpl"
     features: frozenset[str] = ALL_FEATURES
-    queue: Callable[[TrackingAllocator, int], ActionQueue] = ActionQueue
+    allocator: Callable[[str], TrackingAllocator] = TrackingAllocator
+    queue: Callable[[TrackingAllocator, int], QueueLike] = ActionQueue
     pool: PoolFactory = _pool
     registry: Callable[[], CVarRegistry] = CVarRegistry
     engine: EngineFactory = _engine
@@ -90,6 +148,7 @@ class Components:
     call_handler: Callable[[LuaState, bytes, Sequence[bytes]], None] = call_named_handler
     parse_cvar_lua: Callable[[bytes], CVarLuaMessage] = parse_cvar_lua
     encode_cvar_lua: Callable[[bytes, bytes, bytes, bytes], bytes] = encode_cvar_lua
+    is_error_result: Callable[[bytes], bool] = is_error_result
 
 
 REFIMPL = Components()

@@ -19,10 +19,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from refimpl.action_queue import Action, ActionKind, ActionQueue
+from refimpl.action_queue import Action, ActionKind
 from refimpl.allocator import Buffer, TrackingAllocator
 from refimpl.cvar import CVarRegistry, Value, free_event
-from refimpl.driver.components import REFIMPL, Components, Token
+from refimpl.driver.components import (
+    REFIMPL,
+    Components,
+    PoolCounters,
+    PoolLike,
+    QueueCounters,
+    QueueLike,
+    Token,
+)
 from refimpl.driver.features import CORE
 from refimpl.driver.wire import (
     PROTOCOL_VERSION,
@@ -42,8 +50,6 @@ from refimpl.driver.wire import (
 from refimpl.engine import Engine
 from refimpl.errors import OutOfMemory, ScriptingError
 from refimpl.lua import DEFAULT_LIMITS, LuaLimits, LuaState
-from refimpl.messages import is_error_result
-from refimpl.state_pool import StatePool
 
 T = TypeVar("T")
 Emit = Callable[[JsonObject], None]
@@ -364,7 +370,7 @@ def _hello(server: Server, args: Args) -> Json:
         "protocol": PROTOCOL_VERSION,
         "implementation": server.components.name,
         "profile": server.profile,
-        "features": sorted(server.components.features - {CORE}),
+        "features": list[Json](sorted(server.components.features - {CORE})),
     }
 
 
@@ -383,7 +389,7 @@ def _await(server: Server, args: Args) -> Json:
 
 @operation("allocator.new")
 def _allocator_new(server: Server, args: Args) -> Json:
-    return server.register("a", TrackingAllocator(args.text("name", "test")))
+    return server.register("a", server.components.allocator(args.text("name", "test")))
 
 
 @operation("allocator.fail_at")
@@ -436,7 +442,14 @@ def _kind(args: Args) -> ActionKind:
         raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"no ActionKind {name!r}") from None
 
 
-def _consume(q: ActionQueue, action: Action | None) -> Json:
+def _queue(args: Args) -> QueueLike:
+    q = args.handle("queue", object)
+    if not isinstance(q, QueueLike):
+        raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"{args.text('queue')} is not a queue")
+    return q
+
+
+def _consume(q: QueueLike, action: Action | None) -> Json:
     """Read and free a popped action, as the consumer pattern does."""
     if action is None:
         return None
@@ -454,7 +467,7 @@ def _queue_new(server: Server, args: Args) -> Json:
 @operation("queue.push")
 def _queue_push(server: Server, args: Args) -> Json:
     """The producer pattern: allocate, push, free on failure (MEM-PUSH-FAIL)."""
-    q = args.handle("queue", ActionQueue)
+    q = _queue(args)
     allocator = (
         args.handle("allocator", TrackingAllocator) if "allocator" in args.raw else q.allocator
     )
@@ -470,32 +483,33 @@ def _queue_push(server: Server, args: Args) -> Json:
 
 @operation("queue.try_pop")
 def _queue_try_pop(server: Server, args: Args) -> Json:
-    q = args.handle("queue", ActionQueue)
+    q = _queue(args)
     return _consume(q, q.try_pop())
 
 
 @operation("queue.pop")
 def _queue_pop(server: Server, args: Args) -> Json:
-    q = args.handle("queue", ActionQueue)
+    q = _queue(args)
     return _consume(q, q.pop(timeout=args.timeout("timeout_ms", None)))
 
 
 @operation("queue.stats")
 def _queue_stats(server: Server, args: Args) -> Json:
-    q = args.handle("queue", ActionQueue)
-    return {
-        "len": len(q),
-        "capacity": q.capacity,
-        "pop_waiters": q.pop_waiters,
-        "push_waiters": q.push_waiters,
-        "high_water": q.high_water,
-        "full_count": q.full_count,
-    }
+    q = _queue(args)
+    stats: JsonObject = {"len": len(q), "capacity": q.capacity}
+    if isinstance(q, QueueCounters):
+        stats |= {
+            "pop_waiters": q.pop_waiters,
+            "push_waiters": q.push_waiters,
+            "high_water": q.high_water,
+            "full_count": q.full_count,
+        }
+    return stats
 
 
 @operation("queue.deinit")
 def _queue_deinit(server: Server, args: Args) -> Json:
-    args.handle("queue", ActionQueue).deinit()
+    _queue(args).deinit()
     return None
 
 
@@ -530,8 +544,11 @@ def _pool_new(server: Server, args: Args) -> Json:
     return handle
 
 
-def _pool(args: Args) -> StatePool[object]:
-    return args.handle("pool", StatePool)
+def _pool(args: Args) -> PoolLike[object]:
+    pool = args.handle("pool", object)
+    if not isinstance(pool, PoolLike):
+        raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"{args.text('pool')} is not a pool")
+    return pool
 
 
 @operation("pool.acquire")
@@ -556,13 +573,15 @@ def _pool_release(server: Server, args: Args) -> Json:
 def _pool_stats(server: Server, args: Args) -> Json:
     pool = _pool(args)
     record = server.pools.get(args.text("pool"), PoolRecord())
-    return {
+    stats: JsonObject = {
         "available": pool.available,
-        "waiters": pool.acquire_waiters,
         "capacity": pool.capacity,
         "created": record.created,
         "destroyed": record.destroyed,
     }
+    if isinstance(pool, PoolCounters):
+        stats["waiters"] = pool.acquire_waiters
+    return stats
 
 
 @operation("pool.deinit")
@@ -612,7 +631,7 @@ def _msg_parse(server: Server, args: Args) -> Json:
 
 @operation("msg.is_error_result")
 def _msg_is_error(server: Server, args: Args) -> Json:
-    return is_error_result(args.data("message"))
+    return server.components.is_error_result(args.data("message"))
 
 
 @operation("logs.take")

@@ -25,6 +25,7 @@ from refimpl.conformance.report import (
 )
 from refimpl.conformance.report import main as report_main
 from refimpl.conformance.subprocess_adapter import Subprocess, command_line
+from refimpl.driver.features import ALL, CORE
 from refimpl.driver.server import OPERATIONS, Server
 from refimpl.driver.wire import Json, JsonObject, ProtocolCode, dumps, encode_bytes
 from refimpl.errors import ErrorCode
@@ -55,7 +56,14 @@ def raw(d: Subprocess, request: JsonObject, index: int = 0) -> JsonObject:
 def test_hello(driver: Subprocess) -> None:
     answer = raw(driver, {"op": "hello"})
     assert answer["status"] == "ok"
-    assert answer["result"] == {"protocol": 1, "implementation": "refimpl", "profile": "refimpl"}
+    result = answer["result"]
+    assert isinstance(result, dict)
+    assert (result["protocol"], result["implementation"], result["profile"]) == (
+        2,
+        "refimpl",
+        "refimpl",
+    )
+    assert result["features"] == sorted(ALL - {CORE})
 
 
 @pytest.mark.timeout(30)
@@ -365,7 +373,9 @@ def test_report_lists_every_rule_of_the_spec(tmp_path: Path) -> None:
     assert totals["pass"] == sum(r["status"] == "pass" for r in rules.values())
     junit = ET.parse(out / "junit.xml").getroot()
     skipped = {tc.get("name") for tc in junit.iter("testcase") if tc.find("skipped") is not None}
-    assert skipped == {k for k, r in rules.items() if r["status"] in ("n/a", "not in suite")}
+    assert skipped == {
+        k for k, r in rules.items() if r["status"] in ("n/a", "not evaluated", "not in suite")
+    }
     assert junit.get("skipped") == str(len(skipped))
 
 
@@ -386,7 +396,9 @@ def test_not_in_suite_is_never_a_pass() -> None:
     ]
     assert status["AQ-C"].reason == "not portable: a Python name"
     assert (
-        totals(status) == "4 rules: 0 pass, 0 fail, 0 deviation, 3 not applicable, 1 not in suite"
+        totals(status)
+        == "4 rules: 0 pass, 0 fail, 0 deviation, 3 not applicable, 0 not evaluated, "
+        "1 not in suite"
     )
     assert "not in suite" in table(status)
 

@@ -7,33 +7,11 @@ from __future__ import annotations
 import pytest
 from hostile_support import every_state, run, run_on_workers, small_engine
 
+from refimpl.conformance import suite_hostile
 from refimpl.lua import LuaLimits
 
-# Every value reachable from the names a script sees, walked breadth-first; none is userdata
-# (the only way a Python object shows itself to Lua) and no metatable is handed out.
-WALK = b"""
-local seen, todo = {}, {}
-for _, k in ipairs({"cvar", "console", "ecs", "input", "string", "table", "math", "utf8",
-    "coroutine", "os", "exec", "print", "load", "pcall", "xpcall", "error", "tostring",
-    "getmetatable", "setmetatable", "collectgarbage", "next", "pairs", "ipairs", "select"}) do
-  todo[#todo + 1] = _ENV[k]
-end
-local e = ecs.createEntity()
-ecs.addComponent(e, "T", {a = {b = 1}})
-todo[#todo + 1] = ecs.getComponent(e, "T")
-todo[#todo + 1] = {input.getMousePos()}
-todo[#todo + 1] = select(2, pcall(cvar.set))
-todo[#todo + 1] = select(2, pcall(ecs.addComponent, e, "T", {f = print}))
-while #todo > 0 do
-  local v = table.remove(todo)
-  assert(type(v) ~= "userdata", "userdata reachable")
-  if type(v) == "table" and not seen[v] then
-    seen[v] = true
-    assert(getmetatable(v) == nil or getmetatable(v) == false, "a metatable is reachable")
-    for k, x in pairs(v) do todo[#todo + 1] = k; todo[#todo + 1] = x end
-  end
-end
-"""
+# Every value reachable from the names a script sees: no userdata, no metatable handed out.
+WALK = suite_hostile.WALK.encode()
 
 NO_PYTHON = b"""
 assert(python == nil, "python global")
