@@ -1,8 +1,8 @@
 """``make mutation``: the mutation score of the port-facing suite over ``refimpl/``, with mutmut.
 
 For each module of ``[tool.mutmut] only_mutate`` (or those named), ``mutmut run
-"refimpl.<module>.*"`` runs ``tools/mutation_suite.py`` (every conformance case, in process)
-against each mutant, on one worker process. Then a sample of the module's mutants (every
+"refimpl.<module>.*"`` runs ``tests/conformance/mutation_suite.py`` (every conformance case, in
+process) against each mutant, on one worker process. Then a sample of the module's mutants (every
 ``--sample``-th; every one with ``--driver-all``; none with ``--sample 0``) is run again through
 ``python -m refimpl.driver`` (``REFIMPL_MUTATION_DRIVER=1``). Each survivor is classified:
 equivalent when it only changes text that no port can observe (the detail of an exception,
