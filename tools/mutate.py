@@ -136,6 +136,13 @@ def exit_codes(module: str) -> dict[str, int | None]:
     return codes
 
 
+def mutant_names(module: str) -> list[str]:
+    """The mutants mutmut generated for ``module`` (none before its first run)."""
+    if not (ROOT / "mutants" / "refimpl" / f"{module}.py.meta").exists():
+        return []
+    return sorted(exit_codes(module))
+
+
 def status(code: int | None) -> str:
     if code is None:
         return "not run"
@@ -362,6 +369,9 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=10, help="every n-th mutant via driver")
     parser.add_argument("--driver-all", action="store_true", help="every mutant via driver")
     parser.add_argument(
+        "--every", type=int, default=1, help="in process, every n-th mutant only (generated ones)"
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="classify the stored results again"
     )
     options = parser.parse_args()
@@ -371,9 +381,12 @@ def main() -> int:
             module, mode = key.split(":")
             results[key] = list(classify(module, {m.name: m.status for m in mutants}, mode))
     for module in [] if options.report_only else options.modules or modules():
-        run_mutmut([f"refimpl.{module}.*"], through_driver=False)
-        statuses = {name: status(code) for name, code in exit_codes(module).items()}
-        results[f"{module}:in process"] = list(classify(module, statuses, "in process"))
+        chosen = mutant_names(module)[:: options.every] if options.every > 1 else []
+        run_mutmut(chosen or [f"refimpl.{module}.*"], through_driver=False)
+        codes = exit_codes(module)
+        statuses = {name: status(codes[name]) for name in chosen or sorted(codes)}
+        mode = f"in process, every {options.every}th" if chosen else "in process"
+        results[f"{module}:{mode}"] = list(classify(module, statuses, mode))
         save(results)
         step = 1 if options.driver_all else options.sample
         sample = sorted(statuses)[::step] if step > 0 else []
