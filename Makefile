@@ -65,6 +65,7 @@ conformance: $(STAMP)
 
 # Mutation score of the conformance suite over refimpl/ with mutmut, in process and, for every
 # 10th mutant, through the driver (long; not part of check). Report: build/mutation/report.md.
-#   make mutation MODULES="action_queue state_pool" MUTATION_ARGS=--driver-all
+#   make mutation MODULES="action_queue state_pool" MUTATION_ARGS="--driver-all"
+#   make mutation MODULES=script_runner MUTATION_ARGS="--every 8"   (a sample, in process)
 mutation: $(STAMP)
 	$(PY) tools/mutate.py $(MODULES) $(MUTATION_ARGS)
