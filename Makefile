@@ -63,6 +63,9 @@ DRIVER ?= python -m refimpl.driver
 conformance: $(STAMP)
 	$(PY) -m refimpl.conformance --driver "$(DRIVER)"
 
-# Mutation testing of refimpl/ against the conformance suite (minutes; not part of check).
+# Mutation score of the conformance suite over refimpl/ with mutmut, in process and, for every
+# 10th mutant, through the driver (long; not part of check). Report: build/mutation/report.md.
+#   make mutation MODULES="action_queue state_pool" MUTATION_ARGS="--driver-all"
+#   make mutation MODULES=script_runner MUTATION_ARGS="--every 8"   (a sample, in process)
 mutation: $(STAMP)
-	$(PY) tools/mutate.py $(MODULES)
+	$(PY) tools/mutate.py $(MODULES) $(MUTATION_ARGS)

@@ -1,119 +1,438 @@
-"""Mutation testing of ``refimpl/`` against the conformance suite (``make mutation``).
+"""``make mutation``: the mutation score of the port-facing suite over ``refimpl/``, with mutmut.
 
-For each mutation point (a comparison, a boolean constant, an ``x + 1``/``x - 1``, a ``not``),
-a copy of the package gets that one change and ``python -m refimpl.conformance`` runs against it
-in process. A run that fails or times out kills the mutant. Prints each survivor and the score.
-Not part of ``make check``: it takes minutes.
+For each module of ``[tool.mutmut] only_mutate`` (or those named), ``mutmut run
+"refimpl.<module>.*"`` runs ``tests/conformance/mutation_suite.py`` (every conformance case, in
+process) against each mutant, on one worker process. Then a sample of the module's mutants (every
+``--sample``-th; every one with ``--driver-all``; none with ``--sample 0``) is run again through
+``python -m refimpl.driver`` (``REFIMPL_MUTATION_DRIVER=1``). Each survivor is classified:
+equivalent when it only changes text that no port can observe (the detail of an exception,
+whose code alone crosses the protocol, or a log line the spec does not word) or when
+:data:`ARGUED` holds an argument for it; otherwise it is a gap of the suite. The score is
+killed / (mutants - equivalent). Writes ``build/mutation/results.json`` and
+``build/mutation/report.md``; prints the table. Slow (minutes per module): not part of
+``make check``.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import shutil
+import json
+import os
+import re
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {
-    ast.Lt: ast.LtE,
-    ast.LtE: ast.Lt,
-    ast.Gt: ast.GtE,
-    ast.GtE: ast.Gt,
-    ast.Eq: ast.NotEq,
-    ast.NotEq: ast.Eq,
-    ast.Is: ast.IsNot,
-    ast.IsNot: ast.Is,
-    ast.In: ast.NotIn,
-    ast.NotIn: ast.In,
+OUT = ROOT / "build" / "mutation"
+MUTMUT = [sys.executable, "-m", "mutmut"]
+KILLED = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout"}
+KILLED |= {255: "timeout", -11: "crashed", -9: "crashed"}
+NOT_RUN = {0: "survived", 5: "no tests", 33: "no tests"}
+OPERATORS = (ast.operator, ast.cmpop, ast.boolop, ast.unaryop)
+# The refimpl's own helpers that only log their text argument, or only put it in an exception.
+LOGGERS = {"_drop"}
+TEXT_ONLY = {"_check_main": "the operation's name, which only the ThreadAffinityError text shows"}
+WORDED = 10  # a log text is worded by the spec when a piece this long is in a quoted span
+LOG_CALLS = {"debug", "info", "warning", "error", "exception"}
+
+# Survivors argued by hand, keyed by (function, first line of the statement changed) for any
+# mutation inside that statement, or by (function, statement, mutated code) for one mutation.
+# EQUIVALENT: no port-facing behaviour changes, so the mutant leaves the count. EXPLAINED: the
+# behaviour changes but no deterministic case can see it; the mutant stays counted, unkilled.
+UNSEEN_COUNTER = "a counter of the refimpl's own that no protocol operation reports"
+TRUTH_ONLY = "the flag is only ever tested for truth: None reads as False"
+LEDGER_TAG = "a ledger tag: a label for leak reports that no protocol operation returns"
+DESCRIPTION = "text for leak reports and error messages, in no protocol answer"
+NO_SUCH_CALL = (
+    "no protocol path makes this call with a count below 1: the driver answers k < 1 itself "
+    "(InvalidArgument), copies bytes with dupe, and the pool and the state factory allocate "
+    "8 x capacity and 64 bytes"
+)
+EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("Buffer.__repr__", "state = f'freed on {self.freed_on}' if self.freed_on else 'live'"): (
+        DESCRIPTION
+    ),
+    ("Buffer.describe", "label = f' {self.tag!r}' if self.tag else ''"): DESCRIPTION,
+    ("TrackingAllocator.__init__", "self.name = name"): DESCRIPTION,
+    ("TrackingAllocator.__init__", "self.allocations = 0"): UNSEEN_COUNTER,
+    ("TrackingAllocator.__init__", "self.frees = 0"): UNSEEN_COUNTER,
+    ("TrackingAllocator._allocate", "self.allocations += 1"): UNSEEN_COUNTER,
+    ("TrackingAllocator.free", "self.frees += 1"): UNSEEN_COUNTER,
+    ("TrackingAllocator.__init__", "self._serials = itertools.count(1)"): (
+        "serials only need to be distinct: where they start changes nothing"
+    ),
+    ("TrackingAllocator.__init__", "self._fail_countdown = 0"): TRUTH_ONLY,
+    (
+        "TrackingAllocator._allocate",
+        "buf = self._new_buffer(next(self._serials), tag, data)",
+        "None",
+    ): (LEDGER_TAG),
+    (
+        "TrackingAllocator._new_buffer",
+        "return Buffer(self, serial, tag, threading.current_thread().name, data)",
+    ): "the tag and the allocating thread's name are " + DESCRIPTION,
+    ("ScriptingSystem.__init__", "self._closed = False"): TRUTH_ONLY,
+    ("LuaState._call_kernel", "return (False if name == b'run' else b'error', MEMORY_ERROR)"): (
+        "for `run` the caller tests `ok is True`: False and b'error' both read as a failure"
+    ),
+    ("invoke_named_handler", "raw = [a.encode() if isinstance(a, str) else a for a in args]"): (
+        "unreachable through the protocol: handler arguments arrive as bytes on every path"
+    ),
+    ("ScriptingSystem.deinit", "self._deferred = None"): (
+        "after deinit the deferred slot is only read through a falsy test"
+    ),
+    ("TrackingAllocator.alloc", "return self._allocate(bytes(n), tag)", "None"): LEDGER_TAG,
+    ("TrackingAllocator.dupe", "return self._allocate(raw, tag)", "None"): LEDGER_TAG,
+    ("Buffer.__getitem__", "return bytes(self)[index]"): (
+        "unreachable through the protocol: no operation indexes a buffer"
+    ),
+    ("TrackingAllocator.alloc", "if n < 0:"): NO_SUCH_CALL,
+    ("TrackingAllocator.fail_at", "if k < 0:"): NO_SUCH_CALL,
+    ("ActionQueue.__init__", "self._closed = False"): TRUTH_ONLY,
+    ("StatePool.__init__", "self._closed = False"): TRUTH_ONLY,
+    ("ActionQueue.__init__", "self.pushed = 0"): UNSEEN_COUNTER,
+    ("ActionQueue.__init__", "self.popped = 0"): UNSEEN_COUNTER,
+    ("ActionQueue.push", "self.pushed += 1"): UNSEEN_COUNTER,
+    ("ActionQueue._take", "self.popped += 1"): UNSEEN_COUNTER,
+    ("ActionQueue.push", "if len(self._actions) > self.high_water:"): (
+        "at equality the mark is set to the value it already has"
+    ),
+    (
+        "ActionQueue._wait_for_room",
+        "if timeout is not None and timeout <= 0:",
+        "timeout < 0",
+    ): (
+        "`< 0` sends timeout 0 into the wait, whose deadline has already passed: the push is "
+        "rejected at once all the same (the boundary `<= 1` is not equivalent)"
+    ),
+    (
+        "encode_cvar_lua",
+        "for label, value in zip(('handler', 'name', 'old', 'new'), fields, strict=True):",
+    ): (
+        "the labels only name the field in the exception text, and `strict` cannot fire on "
+        "two sequences of four"
+    ),
+}
+EXPLAINED: dict[tuple[str, ...], str] = {
+    ("ScriptRunner.enqueue_script", "self.allocator.free(copy)"): (
+        "runs only when deinit lands between the two checks of enqueue_script, a race no case "
+        "can schedule through the protocol"
+    ),
+    ("StatePool.__init__", "self._released = sync.condition(self._mutex)"): (
+        "the condition gets a lock of its own, so `available` and `try_acquire` no longer "
+        "exclude `acquire` and `release`: a data race that only an unlucky interleaving shows"
+    ),
 }
 
 
-def points(tree: ast.AST) -> Iterator[tuple[ast.AST, str]]:
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    module: str
+    status: str
+    mode: str  # "in process" or "driver"
+    original: str = ""
+    mutated: str = ""
+    function: str = ""
+    statement: str = ""
+    equivalent: str = ""  # why no port can observe it, if none can
+    explained: str = ""  # why no deterministic case sees it, for a change that is real
+
+
+def modules() -> list[str]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    return [Path(p).stem for p in config["only_mutate"]]
+
+
+def run_mutmut(names: Sequence[str], through_driver: bool) -> None:
+    env = dict(os.environ, REFIMPL_MUTATION_DRIVER="1" if through_driver else "")
+    subprocess.run([*MUTMUT, "run", "--max-children", "1", *names], cwd=ROOT, env=env)
+
+
+def exit_codes(module: str) -> dict[str, int | None]:
+    meta = ROOT / "mutants" / "refimpl" / f"{module}.py.meta"
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    return codes
+
+
+def mutant_names(module: str) -> list[str]:
+    """The mutants mutmut generated for ``module`` (none before its first run)."""
+    if not (ROOT / "mutants" / "refimpl" / f"{module}.py.meta").exists():
+        return []
+    return sorted(exit_codes(module))
+
+
+def status(code: int | None) -> str:
+    if code is None:
+        return "not run"
+    return KILLED.get(code) or NOT_RUN.get(code) or f"exit {code}"
+
+
+# -- classifying survivors -----------------------------------------------------------------
+
+
+def functions(module: str) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Every function of the mutated copy of ``module`` (originals and mutants), by name."""
+    tree = ast.parse((ROOT / "mutants" / "refimpl" / f"{module}.py").read_text())
+    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Compare) and type(node.ops[0]) in SWAPS:
-            yield node, "compare"
-        elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
-            yield node, "bool"
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
-            yield node, "arith"
-        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            yield node, "not"
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found[node.name] = node
+    return found
 
 
-def mutate(source: str, index: int) -> tuple[str, str] | None:
-    tree = ast.parse(source)
-    for i, (node, kind) in enumerate(points(tree)):
-        if i != index:
+def first_difference(
+    a: ast.AST, b: ast.AST, parents: tuple[ast.AST, ...] = ()
+) -> tuple[ast.AST, ast.AST, tuple[ast.AST, ...]] | None:
+    """The outermost pair of nodes where ``a`` and ``b`` first differ, with ``a``'s ancestors."""
+    if type(a) is not type(b):
+        return a, b, parents
+    for field, value in ast.iter_fields(a):
+        if not parents and field == "name":  # the mutant's own name
             continue
-        line = getattr(node, "lineno", 0)
-        if isinstance(node, ast.Compare):
-            node.ops[0] = SWAPS[type(node.ops[0])]()
-        elif isinstance(node, ast.Constant):
-            node.value = not node.value
-        elif isinstance(node, ast.BinOp):
-            node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
-        elif isinstance(node, ast.UnaryOp):
-            return ast.unparse(_drop_not(tree, node)), f"{kind} at line {line}"
-        return ast.unparse(tree), f"{kind} at line {line}"
+        other = getattr(b, field)
+        if isinstance(value, list) and isinstance(other, list):
+            if len(value) != len(other):
+                return a, b, parents
+            for x, y in zip(value, other, strict=True):
+                if isinstance(x, OPERATORS) and type(x) is not type(y):
+                    return a, b, parents
+                if isinstance(x, ast.AST) and isinstance(y, ast.AST):
+                    found = first_difference(x, y, (*parents, a))
+                    if found:
+                        return found
+                elif x != y:
+                    return a, b, parents
+        elif isinstance(value, OPERATORS) and type(value) is not type(other):
+            return a, b, parents  # shown with its operands: an operator alone unparses to ""
+        elif isinstance(value, ast.AST) and isinstance(other, ast.AST):
+            found = first_difference(value, other, (*parents, a))
+            if found:
+                return found
+        elif value != other:
+            return a, b, parents
     return None
 
 
-def _drop_not(tree: ast.AST, target: ast.UnaryOp) -> ast.AST:
-    class Drop(ast.NodeTransformer):
-        def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
-            self.generic_visit(node)
-            return node.operand if node is target else node
+def is_text(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Constant) and isinstance(node.value, str | None)) or isinstance(
+        node, ast.JoinedStr
+    )
 
-    result = Drop().visit(tree)
-    assert isinstance(result, ast.AST)
-    return result
+
+def is_log_call(node: ast.AST) -> bool:
+    """``log.<level>(...)``, or a helper of the refimpl's that logs its first argument."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    target = node.func.value
+    if isinstance(target, ast.Name) and target.id == "log":
+        return node.func.attr in LOG_CALLS
+    return isinstance(target, ast.Name) and target.id == "self" and node.func.attr in LOGGERS
+
+
+def unobservable(
+    original: ast.AST, mutated: ast.AST, parents: Sequence[ast.AST], spec_text: str
+) -> str:
+    """Why a change cannot be seen by a port, or ``""`` when it can: a change of an exception's
+    text, or of a log call whose text the spec does not word."""
+    if in_exception_arguments(parents):
+        return "exception detail text: only the error code crosses the protocol (DRV-CODES)"
+    if (
+        any(isinstance(p, ast.keyword) and p.arg == "tag" for p in parents)
+        or dropped_tag(original, mutated)
+        or tag_default(original, parents)
+    ):
+        return LEDGER_TAG
+    for node in parents:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in TEXT_ONLY
+            and is_text(original)
+        ):
+            return TEXT_ONLY[node.func.attr]
+    calls = [p for p in (*parents, original) if is_log_call(p)]
+    if calls and isinstance(calls[-1], ast.Call) and calls[-1].args:
+        literal = ast.unparse(calls[-1].args[0]).strip("'\"f")
+        pieces = [p.strip() for p in re.split(r"%[a-z]|\{[^}]*\}", literal)]
+        if not any(len(p) >= WORDED and p in spec_text for p in pieces):
+            return "a log line the spec does not word (cases check only the texts it names)"
+    return ""
+
+
+def in_exception_arguments(parents: Sequence[ast.AST]) -> bool:
+    """Whether the change is inside the arguments of the exception a ``raise`` builds."""
+    for i, node in enumerate(parents):
+        if isinstance(node, ast.Raise):
+            return i + 1 < len(parents) and isinstance(parents[i + 1], ast.Call)
+    return False
+
+
+def tag_default(original: ast.AST, parents: Sequence[ast.AST]) -> bool:
+    """Whether the change is the default value of a parameter named ``tag``."""
+    signature = parents[-1] if parents else None
+    if not isinstance(signature, ast.arguments):
+        return False
+    pairs = zip(signature.kwonlyargs, signature.kw_defaults, strict=True)
+    return any(arg.arg == "tag" and default is original for arg, default in pairs)
+
+
+def dropped_tag(original: ast.AST, mutated: ast.AST) -> bool:
+    """Whether the mutant is the same call with its ``tag=`` argument left out."""
+    if not (isinstance(original, ast.Call) and isinstance(mutated, ast.Call)):
+        return False
+    kept = [k for k in original.keywords if k.arg != "tag"]
+    return ast.dump(ast.Call(original.func, original.args, kept)) == ast.dump(mutated)
+
+
+def statement(original: ast.AST, parents: Sequence[ast.AST]) -> str:
+    """The first line of the statement holding the change: what :data:`ARGUED` is keyed by."""
+    for node in (original, *reversed(parents)):
+        if isinstance(node, ast.stmt):
+            return ast.unparse(node).split("\n")[0]
+    return ast.unparse(original)
+
+
+def classify(module: str, statuses: dict[str, str], mode: str) -> Iterator[Mutant]:
+    """Each mutant with its status and, for a survivor, what it changed and whether a port
+    could see the change."""
+    found = functions(module)
+    spec = "\n".join(p.read_text() for p in sorted((ROOT / "spec").glob("*.md")))
+    spec_text = "\n".join(re.findall(r"`([^`\n]+)`", spec))  # the texts the spec quotes
+    for name, state in sorted(statuses.items()):
+        if state in KILLED.values():
+            yield Mutant(name, module, state, mode)
+            continue
+        key = name.removeprefix(f"refimpl.{module}.")
+        base = key.rpartition("__mutmut_")[0]
+        diff = None
+        if key in found and f"{base}__mutmut_orig" in found:
+            diff = first_difference(found[f"{base}__mutmut_orig"], found[key])
+        if diff is None:
+            yield Mutant(name, module, state, mode)
+            continue
+        original, mutated, parents = diff
+        before, after = ast.unparse(original), ast.unparse(mutated)
+        function = base[2:].replace("ǁ", ".")
+        where = statement(original, parents)
+        why = (
+            EQUIVALENT.get((function, where, after))
+            or EQUIVALENT.get((function, where))
+            or unobservable(original, mutated, parents, spec_text)
+        )
+        explained = EXPLAINED.get((function, where, after)) or EXPLAINED.get((function, where))
+        yield Mutant(
+            name, module, state, mode, before, after, function, where, why, explained or ""
+        )
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def score(mutants: Sequence[Mutant]) -> tuple[int, int, int, float]:
+    """(killed, equivalent, counted, killed / counted in percent)."""
+    killed = sum(m.status in KILLED.values() for m in mutants)  # a timeout is a hang seen
+    equivalent = sum(bool(m.equivalent) and m.status not in KILLED.values() for m in mutants)
+    counted = len(mutants) - equivalent
+    return killed, equivalent, counted, 100.0 * killed / counted if counted else 100.0
+
+
+def short(code: str, width: int = 90) -> str:
+    line = " ".join(code.split())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def report(results: dict[str, list[Mutant]]) -> str:
+    lines = [
+        "# Mutation score of the port-facing suite",
+        "",
+        "| module | mode | mutants | killed | equivalent | score | not killed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, mutants in sorted(results.items()):
+        module, mode = key.split(":")
+        killed, equivalent, counted, pct = score(mutants)
+        lines.append(
+            f"| {module} | {mode} | {len(mutants)} | {killed} | {equivalent} | {pct:.1f}% "
+            f"| {counted - killed} |"
+        )
+    for key, mutants in sorted(results.items()):
+        survivors = [m for m in mutants if m.status not in KILLED.values()]
+        if not survivors:
+            continue
+        lines += ["", f"## {key.replace(':', ', ')}: survivors", ""]
+        for m in sorted(survivors, key=lambda m: (bool(m.equivalent), m.function, m.name)):
+            verdict = (
+                f"equivalent: {m.equivalent}"
+                if m.equivalent
+                else f"not killed: {m.explained}"
+                if m.explained
+                else "**gap** (not argued)"
+            )
+            number = m.name.rpartition("__mutmut_")[2]
+            lines.append(
+                f"- `{m.function}` #{number} ({m.status}) in `{short(m.statement)}`: "
+                f"`{short(m.original, 60)}` -> `{short(m.mutated, 60)}`; {verdict}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def load() -> dict[str, list[Mutant]]:
+    path = OUT / "results.json"
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text())
+    return {key: [Mutant(**m) for m in items] for key, items in raw.items()}
+
+
+def save(results: dict[str, list[Mutant]]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    raw = {key: [asdict(m) for m in items] for key, items in results.items()}
+    (OUT / "results.json").write_text(json.dumps(raw, indent=1))
+    (OUT / "report.md").write_text(report(results))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("modules", nargs="*", default=[], help="refimpl/*.py files to mutate")
-    parser.add_argument("--timeout", type=float, default=90.0)
-    options = parser.parse_args()
-    modules = [Path(m) for m in options.modules] or sorted(
-        p for p in (ROOT / "refimpl").glob("*.py") if p.name not in ("__init__.py", "cli.py")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="module names (default: every one)")
+    parser.add_argument("--sample", type=int, default=10, help="every n-th mutant via driver")
+    parser.add_argument("--driver-all", action="store_true", help="every mutant via driver")
+    parser.add_argument(
+        "--every", type=int, default=1, help="in process, every n-th mutant only (generated ones)"
     )
-    killed = survived = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        shutil.copytree(ROOT / "refimpl", work / "refimpl")
-        shutil.copytree(ROOT / "spec", work / "spec")
-        shutil.copytree(ROOT / "conformance", work / "conformance")
-        for module in modules:
-            rel = module.resolve().relative_to(ROOT)
-            original = (ROOT / rel).read_text()
-            index = 0
-            while (mutated := mutate(original, index)) is not None:
-                text, where = mutated
-                (work / rel).write_text(text)
-                try:
-                    run = subprocess.run(
-                        [sys.executable, "-m", "refimpl.conformance", "--out", str(work / "b")],
-                        cwd=work,
-                        capture_output=True,
-                        timeout=options.timeout,
-                    )
-                    dead = run.returncode != 0
-                except subprocess.TimeoutExpired:
-                    dead = True
-                if dead:
-                    killed += 1
-                else:
-                    survived += 1
-                    print(f"survived: {rel} {where}", flush=True)
-                index += 1
-            (work / rel).write_text(original)
-    total = killed + survived
-    score = 100.0 * killed / total if total else 0.0
-    print(f"mutation score: {killed}/{total} killed ({score:.1f}%)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="classify the stored results again"
+    )
+    options = parser.parse_args()
+    results = load()
+    if options.report_only:
+        for key, mutants in results.items():
+            module, mode = key.split(":")
+            results[key] = list(classify(module, {m.name: m.status for m in mutants}, mode))
+    for module in [] if options.report_only else options.modules or modules():
+        chosen = mutant_names(module)[:: options.every] if options.every > 1 else []
+        run_mutmut(chosen or [f"refimpl.{module}.*"], through_driver=False)
+        codes = exit_codes(module)
+        statuses = {name: status(codes[name]) for name in chosen or sorted(codes)}
+        mode = f"in process, every {options.every}th" if chosen else "in process"
+        results[f"{module}:{mode}"] = list(classify(module, statuses, mode))
+        save(results)
+        step = 1 if options.driver_all else options.sample
+        sample = sorted(statuses)[::step] if step > 0 else []
+        if sample:
+            run_mutmut(sample, through_driver=True)
+            codes = exit_codes(module)
+            sampled = {name: status(codes[name]) for name in sample}
+            results[f"{module}:driver"] = list(classify(module, sampled, "driver"))
+            save(results)
+    text = report(results)
+    save(results)
+    print(text.split("\n\n## ")[0])
     return 0
 
 

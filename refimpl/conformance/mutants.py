@@ -2,15 +2,17 @@
 
 Each :class:`Mutant` is one realistic bug, made by swapping one part of the refimpl for a small
 subclass or function, and names the rule the suite must report broken. ``tests/conformance/
-test_mutants.py`` runs the cases citing that rule against each mutant (in process, and one
-through ``python -m refimpl.driver --mutant NAME``) and checks the rule is reported failing.
+test_mutants.py`` runs the cases citing that rule against each mutant, in process and through
+``python -m refimpl.driver --mutant NAME``, and checks the rule is reported failing.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import TracebackType
 
 from refimpl.action_queue import Action, ActionKind, ActionQueue
 from refimpl.allocator import Buffer, TrackingAllocator
@@ -18,19 +20,29 @@ from refimpl.bindings import BindingContext, create_lua_state, destroy_lua_state
 from refimpl.cvar import CVarChangeEvent, CVarRegistry
 from refimpl.driver.components import REFIMPL, Components, EngineFactory, Token
 from refimpl.engine import Engine
-from refimpl.errors import LuaRuntimeError, MalformedMessage, OutOfMemory, ScriptingError
+from refimpl.errors import (
+    LuaRuntimeError,
+    MalformedMessage,
+    OutOfMemory,
+    ScriptingError,
+    StatePoolExhausted,
+)
 from refimpl.lua import (
     DEFAULT_LIMITS,
+    Binding,
+    ExecuteResult,
     HandlerOutcome,
     LuaLimits,
     LuaState,
     execute_lua_buffer,
     invoke_named_handler,
 )
-from refimpl.messages import CVarLuaMessage, encode_cvar_lua
-from refimpl.script_runner import ScriptRunner
+from refimpl.messages import NUL, CVarLuaMessage, encode_cvar_lua
+from refimpl.script_runner import OnComplete, ScriptRunner, _WorkItem
 from refimpl.scripting_system import ScriptingSystem
 from refimpl.state_pool import StatePool
+from refimpl.sync import Condition
+from refimpl.thread_pool import Executor
 
 
 @dataclass(frozen=True)
@@ -84,11 +96,88 @@ class DeinitFreesMessages(ActionQueue):
         super().deinit()
 
 
+class NotifyOne:
+    """A condition whose ``notify_all`` wakes one waiter: ``notify`` where ``notify_all`` is
+    needed."""
+
+    def __init__(self, condition: Condition) -> None:
+        self._condition = condition
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._condition.wait(timeout)
+
+    def notify(self, n: int = 1) -> None:
+        self._condition.notify(n)
+
+    def notify_all(self) -> None:
+        self._condition.notify()
+
+    def __enter__(self) -> bool:
+        return self._condition.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return self._condition.__exit__(exc_type, exc, tb)
+
+
+class DeinitWakesOne(ActionQueue):
+    """``deinit`` wakes one parked ``pop`` and one parked ``push`` instead of all of them."""
+
+    def __init__(self, allocator: TrackingAllocator, capacity: int) -> None:
+        super().__init__(allocator, capacity)
+        self._not_empty = NotifyOne(self._not_empty)
+        self._not_full = NotifyOne(self._not_full)
+
+
+class TryPopNoWake(ActionQueue):
+    """``try_pop`` takes the action itself instead of through the take path, so the room it
+    makes wakes no waiting ``push``."""
+
+    def try_pop(self) -> Action | None:
+        with self._not_empty:
+            self._check_open()
+            return self._actions.popleft() if self._actions else None
+
+
+class FullCountOnWait(ActionQueue):
+    """Counts a full queue when a ``push`` starts waiting for room, not when it gives up."""
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        if timeout is None or timeout > 0:
+            self.full_count += 1
+        super()._wait_for_room(timeout)
+
+
+class SemaphoreQueue(ActionQueue):
+    """Counts queued actions in a semaphore of its own, as a port over a counting semaphore
+    would; ``try_pop`` takes an action without taking a count, so after it a ``pop`` passes the
+    semaphore on an empty queue."""
+
+    def __init__(self, allocator: TrackingAllocator, capacity: int) -> None:
+        super().__init__(allocator, capacity)
+        self._items = threading.Semaphore(0)
+
+    def push(self, action: Action, timeout: float | None = 0.0) -> None:
+        super().push(action, timeout)
+        self._items.release()
+
+    def pop(self, timeout: float | None = None) -> Action | None:
+        if not self._items.acquire(timeout=timeout):
+            return None
+        with self._not_empty:
+            self._check_open()
+            return self._take()
+
+
 # -- StatePool bugs ------------------------------------------------------------------------
 
 
-class TryAcquireKeepsCount(StatePool[Token]):
-    """Keeps its own ``available`` counter and forgets to decrement it in ``try_acquire``."""
+class PoolVariant(StatePool[Token]):
+    """A pool built as the refimpl's, then changed by :meth:`vary`."""
 
     def __init__(
         self,
@@ -98,7 +187,17 @@ class TryAcquireKeepsCount(StatePool[Token]):
         destroy_fn: Callable[[Token], None],
     ) -> None:
         super().__init__(allocator, capacity, create_fn, destroy_fn)
-        self._count = capacity
+        self.vary()
+
+    def vary(self) -> None:
+        raise NotImplementedError
+
+
+class TryAcquireKeepsCount(PoolVariant):
+    """Keeps its own ``available`` counter and forgets to decrement it in ``try_acquire``."""
+
+    def vary(self) -> None:
+        self._count = self.capacity
 
     @property
     def available(self) -> int:
@@ -132,6 +231,25 @@ class ForeignReleaseAccepted(StatePool[Token]):
             self._free.append(resource)
             return
         super().release(resource)
+
+
+class SemaphorePool(PoolVariant):
+    """Counts free resources in a semaphore of its own; ``try_acquire`` leases without taking
+    a permit, so after it an ``acquire`` passes the semaphore with nothing free."""
+
+    def vary(self) -> None:
+        self._permits = threading.Semaphore(self.capacity)
+
+    def acquire(self, timeout: float | None = None) -> Token:
+        if not self._permits.acquire(timeout=timeout):
+            raise StatePoolExhausted(f"all {self.capacity} states in use for {timeout} s")
+        with self._mutex:
+            self._check_open()
+            return self._lease()
+
+    def release(self, resource: Token) -> None:
+        super().release(resource)
+        self._permits.release()
 
 
 # -- CVar registry bugs --------------------------------------------------------------------
@@ -187,6 +305,139 @@ class LeakOnPushFailureRunner(ScriptRunner):
             self._drop("ActionQueue full")
 
 
+class FreeBeforePushRunner(ScriptRunner):
+    """Frees the ScriptResult message, then pushes it."""
+
+    def _publish(self, payload: bytes) -> None:
+        message = self.action_queue.allocator.dupe(payload, tag="ScriptResult")
+        self.action_queue.allocator.free(message)
+        try:
+            self.action_queue.push(Action(ActionKind.ScriptResult, message), timeout=0)
+        except ScriptingError as exc:
+            self._drop(f"ActionQueue push failed: {exc.code.value}")
+
+
+class RunnerVariant(ScriptRunner):
+    """A runner built as the refimpl's, then changed by :meth:`vary`."""
+
+    def __init__(
+        self,
+        allocator: TrackingAllocator,
+        thread_pool: Executor,
+        state_pool: StatePool[LuaState],
+        action_queue: ActionQueue,
+    ) -> None:
+        super().__init__(allocator, thread_pool, state_pool, action_queue)
+        self.vary()
+
+    def vary(self) -> None:
+        raise NotImplementedError
+
+
+class IdleWakesOne(RunnerVariant):
+    """A finished script wakes one thread waiting for the runner to go idle, not all."""
+
+    def vary(self) -> None:
+        self._idle = NotifyOne(self._idle)
+
+
+class IdleWaitWithoutLoop(ScriptRunner):
+    """Waits for idle once instead of in a loop, so the first script to finish ends the wait
+    while others still run."""
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._idle:
+            if self._in_flight:
+                self._idle.wait(timeout)
+            return not self._in_flight
+
+
+class CallbackAfterFinish(RunnerVariant):
+    """Counts a script finished before its ``on_complete`` has run, and leaves the callback to
+    the thread that next waits for idle."""
+
+    def vary(self) -> None:
+        self._later: list[tuple[OnComplete, bytes]] = []
+
+    def _complete(self, item: _WorkItem, payload: bytes) -> None:
+        if item.on_complete is not None:
+            with self._mutex:
+                self._later.append((item.on_complete, payload))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        idle = super().wait_idle(timeout)
+        with self._mutex:
+            later, self._later = self._later, []
+        for on_complete, payload in later:
+            on_complete(payload)
+        return idle
+
+
+class HandlerAtUpdateSystem(ScriptingSystem):
+    """Calls the handler the variable has when ``update`` runs, not the one captured with
+    the change."""
+
+    def _publish_cvar_event(self, event: CVarChangeEvent) -> None:
+        current = self.cvar_registry.get_lua_handler(bytes(event.name).decode())
+        handler = self.allocator.dupe(current, tag="event.on_change_lua")
+        try:
+            super()._publish_cvar_event(replace(event, on_change_lua=handler))
+        finally:
+            self.allocator.free(handler)
+
+
+class StateReleasedEarlySystem(ScriptingSystem):
+    """Releases the leased state before the handler has run on it."""
+
+    def _dispatch(self, action: Action) -> bool:
+        if action.kind is not ActionKind.CVarLua:
+            return super()._dispatch(action)
+        state = self.state_pool.try_acquire()
+        if state is None:
+            return False
+        self.state_pool.release(state)
+        try:
+            self._invoke_handler(state, bytes(action.message))
+        finally:
+            self.action_queue.allocator.free(action.message)
+        return True
+
+
+class CachedStateSystem(ScriptingSystem):
+    """Keeps the state it leased first and runs every later handler there, whichever state
+    it leased for the call."""
+
+    _cached: LuaState | None = None
+
+    def _invoke_handler(self, state: LuaState, message: bytes) -> None:
+        if self._cached is None:
+            self._cached = state
+        super()._invoke_handler(self._cached, message)
+
+
+class ZeroLengthLeakSystem(ScriptingSystem):
+    """Frees the fields of each change event that hold bytes, and forgets the empty ones."""
+
+    def _publish_cvar_changes(self) -> None:
+        for event in self.cvar_registry.take_pending_changes(self.allocator):
+            self.stats.cvar_events += 1
+            try:
+                self._publish_cvar_event(event)
+            finally:
+                for field in (event.name, event.old_value, event.new_value, event.on_change_lua):
+                    if len(field):
+                        self.allocator.free(field)
+
+
+class OneNulCrashSystem(ScriptingSystem):
+    """Frames a CVarLua message with ``index``, which raises on a message with fewer than two
+    NULs, so such a message escapes ``update`` instead of being logged and skipped."""
+
+    def _invoke_handler(self, state: LuaState, message: bytes) -> None:
+        message.index(NUL, message.find(NUL) + 1)
+        super()._invoke_handler(state, message)
+
+
 class DoubleFreeSystem(ScriptingSystem):
     """Frees a CVarLua message on push failure, then again in a cleanup path."""
 
@@ -237,6 +488,37 @@ def _raise_on_missing(L: LuaState, handler_name: bytes, args: Sequence[bytes]) -
     outcome = invoke_named_handler(L, handler_name, args)
     if outcome in (HandlerOutcome.MISSING, HandlerOutcome.NOT_A_FUNCTION):
         raise LuaRuntimeError(f"no handler {handler_name!r}")
+
+
+def _execute_cut_at_nul(L: LuaState, script: bytes, allocator: TrackingAllocator) -> ExecuteResult:
+    """Hands the error text on as a C string: everything from its first NUL is lost."""
+    result = execute_lua_buffer(L, script, allocator)
+    if result.success:
+        return result
+    text = bytes(result.message)
+    allocator.free(result.message)
+    return ExecuteResult(False, allocator.dupe(text.split(NUL)[0], tag="ExecuteResult.message"))
+
+
+def _first_word_of_set(execute: Binding) -> Binding:
+    """``console.execute`` that keeps only the first word of a ``set`` value."""
+
+    def call(*args: object) -> tuple[object, ...]:
+        command = args[0] if args else None
+        if isinstance(command, bytes) and command.split()[:1] == [b"set"]:
+            args = (b" ".join(command.split()[:3]), *args[1:])
+        return execute(*args)
+
+    return call
+
+
+class ConsoleFirstWordState(LuaState):
+    """A state whose ``console.execute`` sets a variable to the first word of its value."""
+
+    def register_module(self, name: str, functions: Mapping[str, Binding]) -> None:
+        if name == "console":
+            functions = {**functions, "execute": _first_word_of_set(functions["execute"])}
+        super().register_module(name, functions)
 
 
 # -- sandbox bugs --------------------------------------------------------------------------
@@ -438,6 +720,102 @@ def _mutants() -> dict[str, Mutant]:
             "SBX-LOAD-TEXT",
             "the sandbox's load passes the caller's mode through, so bytecode loads",
             replace(REFIMPL, engine=_engine_with_states(BinaryLoadState)),
+        ),
+        m(
+            "deinit-wakes-one",
+            "AQ-DEINIT-WAKES",
+            "deinit wakes one parked pop and one parked push, not every one",
+            replace(REFIMPL, queue=DeinitWakesOne),
+        ),
+        m(
+            "try-pop-no-wake",
+            "AQ-PUSH-WAIT",
+            "try_pop skips the take path's bookkeeping, so a waiting push is never woken",
+            replace(REFIMPL, queue=TryPopNoWake),
+        ),
+        m(
+            "full-count-on-wait",
+            "AQ-COUNTERS",
+            "full_count is bumped when a push waits for room, not when it raises QueueFull",
+            replace(REFIMPL, queue=FullCountOnWait),
+        ),
+        m(
+            "queue-semaphore-drift",
+            "AQ-POP-BLOCKS",
+            "try_pop leaves a counting semaphore one ahead, so pop does not block",
+            replace(REFIMPL, queue=SemaphoreQueue),
+        ),
+        m(
+            "pool-semaphore-drift",
+            "SP-ACQUIRE-BLOCKS",
+            "try_acquire leaves a counting semaphore one ahead, so acquire does not block",
+            _pool(SemaphorePool),
+        ),
+        m(
+            "free-before-push",
+            "SR-RESULT-PUSH",
+            "the ScriptResult message is freed before it is pushed",
+            replace(REFIMPL, engine=_engine_with(runner=FreeBeforePushRunner)),
+        ),
+        m(
+            "idle-wakes-one",
+            "PERF-POOL-UNDERSIZED",
+            "a finished script wakes one thread waiting for idle (notify, not notify_all)",
+            replace(REFIMPL, engine=_engine_with(runner=IdleWakesOne)),
+        ),
+        m(
+            "idle-wait-without-loop",
+            "PERF-POOL-UNDERSIZED",
+            "the wait for idle ends at the first wake, with scripts still running",
+            replace(REFIMPL, engine=_engine_with(runner=IdleWaitWithoutLoop)),
+        ),
+        m(
+            "callback-after-finish",
+            "SR-CALLBACK-WORKER",
+            "on_complete runs after the script was counted finished, on the waiting thread",
+            replace(REFIMPL, engine=_engine_with(runner=CallbackAfterFinish)),
+        ),
+        m(
+            "handler-at-update",
+            "CV-EVENT-HANDLER-CAPTURED",
+            "the handler is resolved when update runs, not when the change was made",
+            replace(REFIMPL, engine=_engine_with(system=HandlerAtUpdateSystem)),
+        ),
+        m(
+            "state-released-early",
+            "THR-STATE-ONE-THREAD",
+            "the dispatcher releases its state before the handler has run on it",
+            replace(REFIMPL, engine=_engine_with(system=StateReleasedEarlySystem)),
+        ),
+        m(
+            "handler-in-other-state",
+            "SS-CVARLUA-INVOKE",
+            "handlers run in the state leased first, not in the state leased for the call",
+            replace(REFIMPL, engine=_engine_with(system=CachedStateSystem)),
+        ),
+        m(
+            "zero-length-leak",
+            "SS-EVENTS-TAKE",
+            "the empty fields of a change event are never freed",
+            replace(REFIMPL, engine=_engine_with(system=ZeroLengthLeakSystem)),
+        ),
+        m(
+            "one-nul-crash",
+            "SS-CVARLUA-MALFORMED",
+            "a CVarLua message with one NUL makes update raise",
+            replace(REFIMPL, engine=_engine_with(system=OneNulCrashSystem)),
+        ),
+        m(
+            "error-cut-at-nul",
+            "LH-EXEC-ERROR-TEXT",
+            "the Lua error text is cut at its first NUL byte",
+            replace(REFIMPL, execute=_execute_cut_at_nul),
+        ),
+        m(
+            "console-set-first-word",
+            "LB-CONSOLE-EXECUTE",
+            "console set keeps only the first word of the value",
+            replace(REFIMPL, engine=_engine_with_states(ConsoleFirstWordState)),
         ),
         m(
             "module-fields-writable",
