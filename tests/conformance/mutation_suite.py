@@ -5,7 +5,8 @@ conformance case on the refimpl, in process or, with ``REFIMPL_MUTATION_DRIVER=1
 mutmut picks the tests to run against a mutant from the functions each test reached in process
 when it collected its statistics (an in-process run); a driver process started from the
 mutated tree inherits the mutant's name from the environment, so the same test run through
-the driver checks the same mutant. Not collected by ``make check`` (its name does not start with ``test_``).
+the driver checks the same mutant. Not collected by ``make check`` (its name does not start
+with ``test_``).
 """
 
 from __future__ import annotations
