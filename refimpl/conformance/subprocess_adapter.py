@@ -64,8 +64,11 @@ class Subprocess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,
         )
+        self._stderr_reader = threading.Thread(
+            target=self._drain_stderr, name="driver-stderr", daemon=True
+        )
+        self._stderr_reader.start()
         threading.Thread(target=self._read, name="driver-stdout", daemon=True).start()
-        threading.Thread(target=self._drain_stderr, name="driver-stderr", daemon=True).start()
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
@@ -80,6 +83,7 @@ class Subprocess:
                 return
             self._book.deliver(answer)
         status = self._proc.wait()
+        self._stderr_reader.join(2.0)  # the tail a crashed driver wrote last (DRV-CLIENT-CRASH)
         tail = "".join(self._stderr)
         self._book.fail(f"driver closed its output (exit status {status}); stderr:\n{tail}")
 
