@@ -96,9 +96,9 @@ class DeinitFreesMessages(ActionQueue):
         super().deinit()
 
 
-class NotifyOne:
-    """A condition whose ``notify_all`` wakes one waiter: ``notify`` where ``notify_all`` is
-    needed."""
+class WrappedCondition:
+    """A condition that does what the one it wraps does: the base of conditions with one
+    method broken."""
 
     def __init__(self, condition: Condition) -> None:
         self._condition = condition
@@ -110,7 +110,7 @@ class NotifyOne:
         self._condition.notify(n)
 
     def notify_all(self) -> None:
-        self._condition.notify()
+        self._condition.notify_all()
 
     def __enter__(self) -> bool:
         return self._condition.__enter__()
@@ -122,6 +122,14 @@ class NotifyOne:
         tb: TracebackType | None,
     ) -> bool | None:
         return self._condition.__exit__(exc_type, exc, tb)
+
+
+class NotifyOne(WrappedCondition):
+    """A condition whose ``notify_all`` wakes one waiter: ``notify`` where ``notify_all`` is
+    needed."""
+
+    def notify_all(self) -> None:
+        self._condition.notify()
 
 
 class DeinitWakesOne(ActionQueue):

@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
@@ -19,7 +18,7 @@ from refimpl.conformance import levels, stateful
 from refimpl.conformance.cases import CASES, Case, CaseResult, run_case
 from refimpl.conformance.implementation import Implementation
 from refimpl.conformance.inprocess import InProcess
-from refimpl.conformance.mutants import MUTANTS
+from refimpl.conformance.mutants import MUTANTS, WrappedCondition
 from refimpl.conformance.stress import stress
 from refimpl.conformance.subprocess_adapter import Subprocess
 from refimpl.conformance.transcript import (
@@ -31,7 +30,6 @@ from refimpl.conformance.transcript import (
 )
 from refimpl.conformance.transcript import main as replay_main
 from refimpl.driver.components import REFIMPL
-from refimpl.sync import Condition
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,31 +168,11 @@ def test_stress_passes_the_refimpl_and_rejects_a_lifo_queue() -> None:
     assert any("Illegal" in line for line in shown)
 
 
-class DeafCondition:
+class DeafCondition(WrappedCondition):
     """A condition whose single wake-ups are lost; ``notify_all`` (deinit's) still wakes."""
-
-    def __init__(self, inner: Condition) -> None:
-        self.inner = inner
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.inner.wait(timeout)
 
     def notify(self, n: int = 1) -> None:
         return None
-
-    def notify_all(self) -> None:
-        self.inner.notify_all()
-
-    def __enter__(self) -> bool:
-        return self.inner.__enter__()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return self.inner.__exit__(exc_type, exc, tb)
 
 
 class LostWakeQueue(ActionQueue):
