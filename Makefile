@@ -24,8 +24,9 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(PY) -m mypy
 
+# One pytest worker per core; a test waits on its child processes as often as it computes.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 # The example C port (examples/c-port) as the shared library the C ABI driver loads.
 cport:

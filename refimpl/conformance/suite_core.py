@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 
+from refimpl.conformance import levels
 from refimpl.conformance.cases import Tester, b, case, obj, unb
 from refimpl.conformance.checker import check_linearizable, check_queue
 from refimpl.conformance.history import OK, HistoryRecorder, Verdict
@@ -292,14 +293,16 @@ def _linearizable(t: Tester, result_verdict: Verdict, explain: Callable[[], str]
 
 @case("THR-QUEUE-ANY-THREAD", features=QUEUE_TIMEOUT)
 def queue_history(t: Tester) -> None:
-    """Producers and consumers on five logical threads; the history must be linearizable."""
+    """Producers and consumers on five logical threads, each making the level's number of calls
+    (half again for consumers); the history must be linearizable."""
     capacity = 3
+    calls = levels.current().level.history_calls
     q, _ = t.queue(capacity)
     rec = HistoryRecorder()
 
     def producer(name: str) -> Callable[[], None]:
         def run() -> None:
-            for i in range(12):
+            for i in range(calls):
                 value = f"{name}-{i}"
                 token = rec.invoke(name, "push", value)
                 reply = t.answer("queue.push", name, queue=q, message=b(value), kind="CVarNative")
@@ -309,7 +312,7 @@ def queue_history(t: Tester) -> None:
 
     def consumer(name: str, blocking: bool) -> Callable[[], None]:
         def run() -> None:
-            for _ in range(18):
+            for _ in range(calls * 3 // 2):
                 op = "pop" if blocking else "try_pop"
                 token = rec.invoke(name, op)
                 args = {"queue": q, "timeout_ms": 5} if blocking else {"queue": q}
@@ -499,14 +502,16 @@ def pool_reuse(t: Tester) -> None:
 
 @case("THR-POOL-ANY-THREAD", features=("pool", "pool.timeout"))
 def pool_history(t: Tester) -> None:
-    """Four logical threads lease and release; the history must be linearizable."""
+    """Four logical threads lease and release, each taking the level's number of turns; the
+    history must be linearizable."""
     capacity = 2
+    calls = levels.current().level.history_calls
     p, _ = t.pool(capacity)
     rec = HistoryRecorder()
 
     def worker(name: str) -> Callable[[], None]:
         def run() -> None:
-            for i in range(8):
+            for i in range(calls):
                 op = "try_acquire" if i % 2 else "acquire"
                 token = rec.invoke(name, op)
                 args = {"pool": p} if op == "try_acquire" else {"pool": p, "timeout_ms": 5}

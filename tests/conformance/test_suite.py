@@ -14,10 +14,18 @@ from pathlib import Path
 import pytest
 
 import refimpl.conformance as conformance_package
+from refimpl.conformance import levels
 from refimpl.conformance.cases import ASSERTIONS, PASSED, STOPPED, Case, CaseResult, run_case
 from refimpl.conformance.implementation import Err, Final, Ok, Pending, Reply
 from refimpl.conformance.inprocess import InProcess
-from refimpl.conformance.report import NOT_EVALUATED, PASS, Profile, classify, load_rules
+from refimpl.conformance.report import (
+    DEFAULT_JOBS,
+    NOT_EVALUATED,
+    PASS,
+    Profile,
+    classify,
+    load_rules,
+)
 from refimpl.conformance.report import main as report_main
 from refimpl.conformance.sessions import Plan, handshake, run_cases
 from refimpl.conformance.subprocess_adapter import Subprocess
@@ -32,8 +40,10 @@ REFERENCE = "python -m refimpl.driver"
 @pytest.mark.parametrize(
     "case", [pytest.param(c, id=c.name, marks=pytest.mark.spec(*c.rules)) for c in CASES]
 )
-def test_case_in_process(case: Case) -> None:
-    """Each case passes on the refimpl and checks exactly the rules it cites."""
+def test_case_in_process(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each case passes on the refimpl at the ``standard`` level (the default of a conformance
+    run) and checks exactly the rules it cites."""
+    monkeypatch.setenv(levels.LEVEL_VAR, "standard")
     impl = InProcess()
     try:
         result = run_case(case, impl)
@@ -46,10 +56,12 @@ def test_case_in_process(case: Case) -> None:
 @pytest.mark.timeout(240)
 @pytest.mark.spec("DRV-SESSION-PER-CASE", "DRV-FEATURES", "DRV-REPORT-PER-CHECK")
 def test_every_case_through_the_reference_driver_one_process_each() -> None:
+    """The whole suite at the ``quick`` level (a port's CI; tests/conftest.py) through the
+    reference driver, one process per case, passes every rule it cites."""
     session = lambda: Subprocess(REFERENCE)  # noqa: E731
     plan = handshake(session)
     assert plan.features == ALL - {CORE}
-    results = run_cases(CASES, session, plan, jobs=2)
+    results = run_cases(CASES, session, plan, jobs=DEFAULT_JOBS)
     failed = [(r.case.name, r.outcome, r.message[:300]) for r in results if r.outcome != PASSED]
     assert failed == []
     status = classify(load_rules(), results, Profile("refimpl"))

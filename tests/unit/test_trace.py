@@ -334,7 +334,10 @@ def test_trace_missing_or_malformed(
 
 
 @pytest.mark.spec("TRC-PLUGIN-RECORDS")
-def test_plugin_records_markers_and_outcomes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_plugin_records_markers_and_outcomes(tmp_path: Path, workers: list[str]) -> None:
+    """The trace holds every selected test's rules and outcome, whether the tests ran in the
+    process that writes it or in pytest-xdist workers."""
     (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["tools.pytest_spec"]\n')
     (tmp_path / "test_sample.py").write_text(
@@ -369,7 +372,17 @@ def test_plugin_records_markers_and_outcomes(tmp_path: Path) -> None:
     )
     env_path = str(REPO)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not deselected"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not deselected",
+            *workers,
+        ],
         cwd=tmp_path,
         env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
         capture_output=True,
