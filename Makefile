@@ -59,10 +59,14 @@ property-thorough: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.run
 
-# The conformance report against a driver: make conformance DRIVER="python -m refimpl.driver"
+# The conformance report against a driver, at a level (quick, standard, thorough), with any of
+# --seed N, --case NAME, --replay FILE, --stress OPS in CONFORMANCE_ARGS:
+#   make conformance DRIVER="python -m refimpl.driver" LEVEL=quick
+#   make conformance CONFORMANCE_ARGS="--replay build/conformance/failures/stateful_queue-0.jsonl"
 DRIVER ?= python -m refimpl.driver
+LEVEL ?= standard
 conformance: $(STAMP)
-	$(PY) -m refimpl.conformance --driver "$(DRIVER)"
+	$(PY) -m refimpl.conformance --driver "$(DRIVER)" --level $(LEVEL) $(CONFORMANCE_ARGS)
 
 # Mutation score of the conformance suite over refimpl/ with mutmut, in process and, for every
 # 10th mutant, through the driver (long; not part of check). Report: build/mutation/report.md.

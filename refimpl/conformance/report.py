@@ -8,6 +8,7 @@ import importlib.resources
 import json
 import os
 import re
+import sys
 import time
 import tomllib
 import xml.etree.ElementTree as ET
@@ -25,8 +26,9 @@ from refimpl.conformance.cases import (
     STOPPED,
     CaseResult,
 )
+from refimpl.conformance.implementation import DriverFailure
 from refimpl.conformance.inprocess import InProcess
-from refimpl.conformance.sessions import NOT_RUN, Session, handshake, run_cases
+from refimpl.conformance.sessions import NOT_RUN, Plan, Session, handshake, run_cases
 from refimpl.conformance.subprocess_adapter import Subprocess
 from refimpl.conformance.suite import CASES
 from refimpl.driver.wire import Json, JsonObject
@@ -372,28 +374,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.jobs < 1:
         parser().error("--jobs must be at least 1")
     levels.configure(options.level, options.seed, options.out)
-    if options.replay is not None:
-        return transcript.main(options.replay, options.driver)
-    if options.stress is not None:
-        return stress.main(options.stress, options.driver)
+    if options.replay is not None or options.stress is not None:
+        try:
+            if options.replay is not None:
+                return transcript.main(options.replay, options.driver)
+            return stress.main(options.stress, options.driver)
+        except transcript.NotATranscript as exc:
+            parser().error(str(exc))
+        except (DriverFailure, OSError) as exc:
+            print(
+                f"refimpl-conformance: the driver failed: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
     rules = load_rules()
     driver = options.driver
     hang_s = options.hang_s
     session: Session = (lambda: Subprocess(driver, hang_s=hang_s)) if driver else InProcess
-    started = time.monotonic()
-    plan = handshake(session)
-    profile = load_profile(options.profile, plan.hello)
     unknown_cases = set(options.case) - {c.name for c in CASES}
     if unknown_cases:
         parser().error(f"no such case: {', '.join(sorted(unknown_cases))}")
+    started = time.monotonic()
+    try:
+        plan: Plan | None = handshake(session)
+    except (DriverFailure, OSError) as exc:
+        # No features are known, so no case can run: each is charged the failed handshake and
+        # every rule it cites is "not evaluated", never "n/a" (DRV-CLIENT-CRASH).
+        plan, refused = None, f"hello failed: {type(exc).__name__}: {exc}"
+        print(f"refimpl-conformance: the driver {refused}", file=sys.stderr)
+    hello: JsonObject = plan.hello if plan is not None else {}
+    profile = load_profile(options.profile, hello)
     cases = [c for c in CASES if not options.case or c.name in options.case]
     cases = [c for c in cases if not set(c.rules) <= profile.not_applicable]
     jobs = options.jobs if driver else 1  # in process, cases share one logging tree
-    results = run_cases(cases, session, plan, jobs=jobs, shared=options.session)
+    if plan is not None:
+        results = run_cases(cases, session, plan, jobs=jobs, shared=options.session)
+    else:
+        results = [CaseResult(c, STOPPED, (), refused, 0.0, "DriverCrashed") for c in cases]
     seconds = time.monotonic() - started
     status = classify(rules, results, profile)
-    print(f"driver: {driver or 'in-process refimpl'}; {plan.hello}")
+    print(f"driver: {driver or 'in-process refimpl'}; {hello}")
     print(table(status))
-    write_reports(options.out, driver or "in-process", plan.hello, results, status, seconds)
+    write_reports(options.out, driver or "in-process", hello, results, status, seconds)
     print(f"{len(results)} cases in {seconds:.1f} s; reports in {options.out}")
     return exit_status(status, results)

@@ -399,12 +399,20 @@ class Recording:
 # -- replay ---------------------------------------------------------------------------------
 
 
+class NotATranscript(ValueError):
+    """A file that cannot be read as a transcript of this format."""
+
+
 def load(path: Path) -> tuple[JsonObject, list[Event]]:
-    """A transcript's header and events."""
-    rows: list[Json] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    """A transcript's header and events; :class:`NotATranscript` for a file that is missing,
+    not JSON Lines, or of another format."""
+    try:
+        rows: list[Json] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    except (OSError, ValueError) as exc:
+        raise NotATranscript(f"{path}: {exc}") from exc
     header = rows[0] if rows else None
     if not isinstance(header, dict) or header.get("transcript") != FORMAT:
-        raise ValueError(f"{path}: not a transcript (format {FORMAT})")
+        raise NotATranscript(f"{path}: not a transcript (format {FORMAT})")
     return header, [Event.from_json(r) for r in rows[1:] if isinstance(r, dict)]
 
 
@@ -485,11 +493,13 @@ def replay(events: Sequence[Event], impl: Implementation) -> ReplayResult:
     return ReplayResult(len(events))
 
 
-def replay_file(path: Path, impl: Implementation) -> ReplayResult:
-    """Replay the transcript at ``path`` on a session that has answered ``hello``."""
+def replay_file(path: Path, session: Callable[[], Implementation]) -> ReplayResult:
+    """Replay the transcript at ``path`` on a new session that has answered ``hello``; the
+    file is read first, so a file that is not a transcript starts no driver."""
     _, events = load(path)
-    impl.hello()
+    impl = session()
     try:
+        impl.hello()
         return replay(events, impl)
     finally:
         impl.close()
@@ -498,8 +508,8 @@ def replay_file(path: Path, impl: Implementation) -> ReplayResult:
 def main(path: Path, driver: str | None) -> int:
     """``--replay FILE [--driver CMD]``: print where the driver's answers diverge from the
     transcript's expectations; 1 when they do (DRV-REPLAY)."""
-    impl: Implementation = Subprocess(driver) if driver else InProcess()
-    result = replay_file(path, impl)
+    session: Callable[[], Implementation] = (lambda: Subprocess(driver)) if driver else InProcess
+    result = replay_file(path, session)
     print(f"replay of {path} against {driver or 'the in-process refimpl'}")
     print(result.explain())
     return 0 if result.diverged_at is None else 1

@@ -93,10 +93,10 @@ def test_driver_mutant_is_caught_and_its_transcript_replays_only_against_it(
     result = run(machine("stateful_queue"), Subprocess(mutant))
     assert result.outcome == "fail" and result.rule == "AQ-FIFO", result.message
     path = quick.failure_file("stateful_queue")
-    against_mutant = replay_file(path, Subprocess(mutant))
+    against_mutant = replay_file(path, lambda: Subprocess(mutant))
     assert against_mutant.diverged_at is not None and against_mutant.expectation is not None
     assert against_mutant.expectation.rule == "AQ-FIFO"
-    assert replay_file(path, Subprocess(DRIVER)).diverged_at is None
+    assert replay_file(path, lambda: Subprocess(DRIVER)).diverged_at is None
     assert replay_main(path, mutant) == 1
     assert "expected:" in capsys.readouterr().out
     assert replay_main(path, DRIVER) == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import refimpl.conformance as conformance_package
-from refimpl.conformance import levels
+from refimpl.conformance import levels, transcript
 from refimpl.conformance.cases import ASSERTIONS, PASSED, STOPPED, Case, CaseResult, run_case
 from refimpl.conformance.implementation import Err, Final, Ok, Pending, Reply
 from refimpl.conformance.inprocess import InProcess
@@ -324,3 +324,66 @@ def test_a_crash_or_a_hang_costs_only_its_case(tmp_path: Path) -> None:
     assert code == 1
     report = json.loads((out / "report.json").read_text())
     assert report["totals"]["rules"] == len(load_rules())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.spec("DRV-CLIENT-CRASH", "DRV-REPORT-ALL-RULES")
+@pytest.mark.parametrize(
+    ("driver", "why"),
+    [
+        (f"{sys.executable} -c 'import sys; sys.exit(3)'", "exit status 3"),
+        ("./no-such-driver --flag", "FileNotFoundError"),
+    ],
+    ids=["exits-at-once", "not-found"],
+)
+def test_a_driver_that_never_says_hello_gets_a_complete_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], driver: str, why: str
+) -> None:
+    """A failed handshake is named on standard error, every case is charged with it, and every
+    rule its cases cite is "not evaluated", never "n/a"; the run exits 1."""
+    out = tmp_path / "out"
+    chosen = ["queue_pop_blocks", "pool_release_twice"]
+    code = report_main(
+        ["--driver", driver, "--out", str(out), *(a for c in chosen for a in ("--case", c))]
+    )
+    assert code == 1
+    assert why in capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["totals"]["rules"] == len(load_rules())
+    assert {c["name"]: c["outcome"] for c in report["cases"]} == dict.fromkeys(chosen, STOPPED)
+    cited = {rule for c in CASES if c.name in chosen for rule in c.rules}
+    assert {r for r, e in report["rules"].items() if e["status"] == NOT_EVALUATED} == cited
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.spec("DRV-CLIENT-CRASH", "DRV-REPLAY")
+@pytest.mark.parametrize("mode", ["--stress", "--replay"])
+def test_stress_and_replay_name_a_driver_that_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    """``--stress`` and ``--replay`` against a driver that dies end with status 1 and the
+    failure named, not a traceback."""
+    transcript_file = tmp_path / "t.jsonl"
+    transcript_file.write_text(json.dumps({"transcript": transcript.FORMAT}) + "\n")
+    extra = ["100"] if mode == "--stress" else [str(transcript_file)]
+    driver = f"{sys.executable} -c 'import sys; sys.exit(3)'"
+    assert report_main(["--driver", driver, mode, *extra]) == 1
+    assert "the driver failed: DriverCrashed" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-REPLAY")
+@pytest.mark.parametrize("content", [None, "", "not json\n", '{"transcript": 99}\n'])
+def test_replay_of_what_is_not_a_transcript_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    """A missing, empty, garbled or foreign file is refused with status 2 and its name, before
+    any driver starts."""
+    path = tmp_path / "t.jsonl"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        report_main(["--driver", "./no-such-driver", "--replay", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "the driver failed" not in err
