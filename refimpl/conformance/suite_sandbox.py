@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from refimpl.conformance.cases import Tester, b, case, obj, unb
+from refimpl.conformance.cases import Tester, b, case, obj, text, unb
 from refimpl.conformance.suite_system import _done, _release, _states
 from refimpl.driver.wire import Json, JsonObject
 
@@ -476,6 +476,65 @@ def sandbox_memory_limit(t: Tester) -> None:
             t.expect(b"not enough memory" in message, f"message {message!r}")
             after = _run(t, state, f'local s = string.rep("z", {MEMORY // 4}) assert(#s > 0)')
             t.equal(after["success"], True, f"the state after {script!r}")
+    _done(t, e, state)
+
+
+HOST_BYTES = 4096
+
+
+@case("SBX-HOST-BYTES", features=LIMITED)
+def sandbox_host_bytes_bounded(t: Tester) -> None:
+    """One call may hand the host ``max_host_bytes`` in all: past it the host function raises
+    ``<function>: host data limit exceeded`` and never sees the data; the next call starts
+    afresh."""
+    e = t.engine(limits={"max_host_bytes": HOST_BYTES})
+    state = t.call("pool.acquire", pool=e["pool"])
+    t.logs()
+    with t.checking("SBX-HOST-BYTES"):
+        chunk = HOST_BYTES * 3 // 8
+        script = f"for i = 1, 3 do console.log('info', string.rep('y', {chunk - 1}) .. i) end"
+        result = _run(t, state, script)
+        t.equal(result["success"], False, "three writes of 3/8 of the bound in one call")
+        message = unb(result["message"])
+        t.expect(b"console.log: host data limit exceeded" in message, f"message {message!r}")
+        written = [text(r.get("text")) or "" for r in t.logs()]
+        reached = sorted(w[-1] for w in written if w.startswith("y" * 16))
+        t.equal(reached, ["1", "2"], "the writes that reached the host")
+        big = _run(t, state, f"print(string.rep('z', {2 * HOST_BYTES}))")
+        t.expect(b"print: host data limit exceeded" in unb(big["message"]), "one write past it")
+        t.expect(not any("z" * 64 in (text(r.get("text")) or "") for r in t.logs()), "logged")
+        again = _run(t, state, f"console.log('info', string.rep('w', {chunk}))")
+        t.equal(again["success"], True, "the next call's own budget")
+    _done(t, e, state)
+
+
+LOG_BYTES = 512
+
+
+@case("SBX-LOG-BOUND", features=LIMITED)
+def sandbox_log_bounded(t: Tester) -> None:
+    """One call writes at most ``max_log_bytes`` to the log: past it one warning says so, the
+    rest of its output is dropped and the script goes on; the next call starts afresh."""
+    e = t.engine(limits={"max_log_bytes": LOG_BYTES})
+    state = t.call("pool.acquire", pool=e["pool"])
+    t.logs()
+    with t.checking("SBX-LOG-BOUND"):
+        script = (
+            "for i = 1, 40 do print(string.rep('p', 60) .. i) end "
+            "for i = 1, 5 do console.log('info', string.rep('q', 60) .. i) end DONE = true"
+        )
+        result = _run(t, state, script)
+        t.equal(result["success"], True, "a script printing past the bound")
+        records = t.logs()
+        lines = [text(r.get("text")) or "" for r in records]
+        kept = [line for line in lines if line.startswith(("p" * 60, "q" * 60))]
+        t.expect(0 < sum(len(line) for line in kept) <= LOG_BYTES, f"{len(kept)} lines kept")
+        t.equal(kept, [f"{'p' * 60}{i}" for i in range(1, len(kept) + 1)], "the first lines")
+        warnings = [r for r in records if r.get("level") == "warning"]
+        t.equal(len(warnings), 1, "warnings of the dropped output")
+        went_on = _run(t, state, "assert(DONE) print('after')")
+        t.equal(went_on["success"], True, "the script ran to its end")
+        t.expect(t.logged(t.logs(), "info", "after"), "the next call's own budget")
     _done(t, e, state)
 
 

@@ -807,6 +807,8 @@ def _limits(spec: Json) -> LuaLimits:
     return LuaLimits(
         max_memory=entry.integer("max_memory", DEFAULT_LIMITS.max_memory, low=1),
         max_instructions=entry.integer("max_instructions", DEFAULT_LIMITS.max_instructions, low=1),
+        max_host_bytes=entry.integer("max_host_bytes", DEFAULT_LIMITS.max_host_bytes, low=1),
+        max_log_bytes=entry.integer("max_log_bytes", DEFAULT_LIMITS.max_log_bytes, low=1),
         host_libraries=entry.flag("host_libraries", DEFAULT_LIMITS.host_libraries),
     )
 
