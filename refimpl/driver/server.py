@@ -13,7 +13,6 @@ it within a bounded time (DRV-EOF).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import heapq
 import itertools
@@ -28,17 +27,23 @@ from typing import TypeVar
 
 from refimpl.action_queue import Action, ActionKind
 from refimpl.allocator import Buffer, TrackingAllocator
-from refimpl.cvar import CVarRegistry, Value, free_event
+from refimpl.cvar import Value, free_event
 from refimpl.driver.components import (
     REFIMPL,
     Components,
+    CVarSpec,
+    EngineConfig,
+    EngineLike,
+    LimitsRequest,
     PoolCounters,
     PoolLike,
     QueueCounters,
     QueueLike,
+    StateLike,
     Token,
+    lua_state,
 )
-from refimpl.driver.features import CORE
+from refimpl.driver.features import CORE, FEATURES, needed
 from refimpl.driver.wire import (
     MAX_INT,
     MAX_MS,
@@ -59,9 +64,7 @@ from refimpl.driver.wire import (
     parse_request,
     pending,
 )
-from refimpl.engine import Engine
 from refimpl.errors import OutOfMemory, ScriptingError
-from refimpl.lua import DEFAULT_LIMITS, LuaLimits, LuaState
 
 T = TypeVar("T")
 Emit = Callable[[JsonObject], None]
@@ -158,7 +161,7 @@ class Args:
 
 @dataclass
 class EngineRecord:
-    engine: Engine
+    engine: EngineLike
     thread: int
     completions: list[JsonObject] = field(default_factory=list)
     workers: dict[int, int] = field(default_factory=dict)
@@ -417,6 +420,7 @@ class Server:
         if fn is None:
             return error(request.id, ProtocolCode.UNKNOWN_OP.value, request.op)
         try:
+            self._check_declared(request)
             return ok(request.id, fn(self, Args(self, request.args)))
         except ProtocolError as exc:
             return error(request.id, exc.code.value, str(exc))
@@ -425,6 +429,17 @@ class Server:
         except Exception as exc:  # a driver bug is answered, never fatal
             print(f"driver: {request.op} failed: {exc!r}", file=sys.stderr)
             return error(request.id, ProtocolCode.INTERNAL.value, repr(exc))
+
+    def _check_declared(self, request: Request) -> None:
+        """An operation of a feature the components do not declare answers ``UnknownOp``, an
+        argument of one ``InvalidArgument`` (DRV-CAPI-FEATURES)."""
+        missing = needed(request.op, request.args) - self.components.features - {CORE}
+        if not missing:
+            return
+        name = min(missing)
+        if request.op in FEATURES[name].ops:
+            raise ProtocolError(ProtocolCode.UNKNOWN_OP, f"{name!r} is not provided")
+        raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"{name!r} is not provided")
 
     def register(self, prefix: str, obj: object) -> str:
         """The handle of ``obj``, assigned on first sight and stable after (DRV-HANDLES)."""
@@ -491,9 +506,9 @@ class Server:
         """Close one engine within ``timeout``; scripts still stuck in Lua are reported on
         stderr (ENG-CLOSE-TIMEOUT)."""
         try:
-            stuck = record.engine.close(timeout=timeout).stuck
+            stuck = record.engine.close(timeout=timeout)
             if stuck:
-                print(f"driver: engine closed with scripts stuck: {stuck}", file=sys.stderr)
+                print(f"driver: engine closed with {stuck} script(s) stuck", file=sys.stderr)
         except Exception as exc:  # the session is ending: report, never raise
             print(f"driver: engine close failed: {exc!r}", file=sys.stderr)
         finally:
@@ -730,25 +745,30 @@ def _pool_deinit(server: Server, args: Args) -> Json:
 # -- Lua helpers and messages -------------------------------------------------------------
 
 
-def _run(server: Server, state: LuaState, script: bytes, allocator: TrackingAllocator) -> Json:
-    result = server.components.execute(state, script, allocator)
+def _run(state: StateLike, script: bytes, allocator: TrackingAllocator) -> Json:
+    result = state.execute(script, allocator)
     message = bytes(result.message)
     live = result.message.allocator is allocator and not result.message.freed
     allocator.free(result.message)
     return {"success": result.success, "message": encode_bytes(message), "owned": live}
 
 
+def _state(server: Server, args: Args) -> StateLike:
+    """The Lua state ``args.state`` names; a handle of another kind is ``InvalidArgument``
+    (DRV-HANDLE-KIND)."""
+    return lua_state(server.components, args.handle("state", object))
+
+
 @operation("lua.execute")
 def _lua_execute(server: Server, args: Args) -> Json:
     """``execute_lua_buffer`` on a leased state; the caller (the driver) frees the message."""
-    state = args.handle("state", LuaState)
-    return _run(server, state, args.data("script"), args.handle("allocator", TrackingAllocator))
+    state = _state(server, args)
+    return _run(state, args.data("script"), args.handle("allocator", TrackingAllocator))
 
 
 @operation("lua.call_handler")
 def _lua_call_handler(server: Server, args: Args) -> Json:
-    state = args.handle("state", LuaState)
-    server.components.call_handler(state, args.data("name"), args.data_list("args"))
+    _state(server, args).call_handler(args.data("name"), args.data_list("args"))
     return None
 
 
@@ -781,16 +801,19 @@ def _logs_take(server: Server, args: Args) -> Json:
 
 
 def _record(server: Server, args: Args) -> EngineRecord:
-    args.handle("engine", Engine)  # UnknownHandle, or InvalidArgument for another kind
-    return server.engines[args.text("engine")]
+    """UnknownHandle, or InvalidArgument for another kind (DRV-HANDLE-KIND)."""
+    handle = args.text("engine")
+    if not isinstance(args.handle("engine", object), EngineLike):
+        raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, f"{handle} is not an engine")
+    return server.engines[handle]
 
 
-def _register_cvar(registry: CVarRegistry, spec: Json) -> None:
+def _cvar_spec(spec: Json) -> CVarSpec:
     if not isinstance(spec, dict):
         raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "a cvar is an object")
     entry = Args(None, spec)
     bounds = {k: entry.number(k) for k in ("min", "max") if spec.get(k) is not None}
-    registry.register(
+    return CVarSpec(
         entry.text("name"),
         entry.value("default"),
         min=bounds.get("min"),
@@ -799,36 +822,34 @@ def _register_cvar(registry: CVarRegistry, spec: Json) -> None:
     )
 
 
-def _limits(spec: Json) -> LuaLimits:
+def _limits(spec: Json) -> LimitsRequest:
     """``engine.new``'s ``limits``: absent fields keep the defaults (DRV-LIMITS)."""
     if not isinstance(spec, dict):
         raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "args.limits: expected an object")
     entry = Args(None, spec)
-    return LuaLimits(
-        max_memory=entry.integer("max_memory", DEFAULT_LIMITS.max_memory, low=1),
-        max_instructions=entry.integer("max_instructions", DEFAULT_LIMITS.max_instructions, low=1),
-        max_host_bytes=entry.integer("max_host_bytes", DEFAULT_LIMITS.max_host_bytes, low=1),
-        max_log_bytes=entry.integer("max_log_bytes", DEFAULT_LIMITS.max_log_bytes, low=1),
-        host_libraries=entry.flag("host_libraries", DEFAULT_LIMITS.host_libraries),
-    )
+    counts = {
+        k: entry.integer(k, low=1)
+        for k in ("max_memory", "max_instructions", "max_host_bytes", "max_log_bytes")
+        if k in spec
+    }
+    host = entry.flag("host_libraries") if "host_libraries" in spec else None
+    return LimitsRequest(**counts, host_libraries=host)
 
 
 @operation("engine.new")
 def _engine_new(server: Server, args: Args) -> Json:
     """One wired system whose main thread is the calling logical thread (DRV-OPS)."""
-    registry = server.components.registry()
     cvars = args.raw.get("cvars", [])
     if not isinstance(cvars, list):
         raise ProtocolError(ProtocolCode.INVALID_ARGUMENT, "args.cvars: expected a list")
-    for spec in cvars:
-        _register_cvar(registry, spec)
-    engine = server.components.engine(
+    config = EngineConfig(
         args.integer("workers", 2, high=MAX_WORKERS),
         args.integer("queue_capacity", 256, high=MAX_CAPACITY),
-        args.data_list("prelude"),
-        cvars=registry,
-        limits=_limits(args.raw.get("limits", {})),
+        tuple(args.data_list("prelude")),
+        tuple(_cvar_spec(spec) for spec in cvars),
+        _limits(args.raw["limits"]) if "limits" in args.raw else None,
     )
+    engine = server.components.new_engine(server.components, config)
     handle = server.register("e", engine)
     server.engines[handle] = EngineRecord(engine, threading.get_ident())
     return {
@@ -845,7 +866,7 @@ def _engine_enqueue(server: Server, args: Args) -> Json:
     script = args.data("script")
     raises = args.flag("callback_raises", False)  # DRV-CALLBACK-RAISES
     if not args.flag("callback", False) and not raises:
-        record.engine.runner.enqueue_script(script)
+        record.engine.enqueue(script, None)
         return None
 
     def on_complete(payload: bytes) -> None:
@@ -861,7 +882,7 @@ def _engine_enqueue(server: Server, args: Args) -> Json:
         if raises:
             raise CallbackFailure("on_complete raised on request")
 
-    record.engine.runner.enqueue_script(script, on_complete)
+    record.engine.enqueue(script, on_complete)
     return None
 
 
@@ -875,29 +896,19 @@ def _engine_completions(server: Server, args: Args) -> Json:
 
 @operation("engine.wait_idle")
 def _engine_wait_idle(server: Server, args: Args) -> Json:
-    return _record(server, args).engine.runner.wait_idle(args.timeout("timeout_ms", None))
+    return _record(server, args).engine.wait_idle(args.timeout("timeout_ms", None))
 
 
 @operation("engine.update")
 def _engine_update(server: Server, args: Args) -> Json:
-    _record(server, args).engine.system.update()
+    _record(server, args).engine.update()
     return None
-
-
-def _counters(obj: object) -> Json:
-    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
-        return {}
-    counters: JsonObject = {}
-    for key, value in dataclasses.asdict(obj).items():
-        if isinstance(value, int):
-            counters[key] = value
-    return counters
 
 
 @operation("engine.stats")
 def _engine_stats(server: Server, args: Args) -> Json:
-    engine = _record(server, args).engine
-    return {"runner": _counters(engine.runner.stats), "system": _counters(engine.system.stats)}
+    stats = _record(server, args).engine.stats()
+    return {part: dict[str, Json](counters) for part, counters in stats.items()}
 
 
 @operation("engine.execute")
@@ -906,37 +917,37 @@ def _engine_execute(server: Server, args: Args) -> Json:
     engine = _record(server, args).engine
     state = engine.pool.acquire(timeout=args.timeout("timeout_ms", 10.0))
     try:
-        return _run(server, state, args.data("script"), engine.allocator)
+        return _run(lua_state(server.components, state), args.data("script"), engine.allocator)
     finally:
         engine.pool.release(state)
 
 
 @operation("engine.cvar_register")
 def _cvar_register(server: Server, args: Args) -> Json:
-    _register_cvar(_record(server, args).engine.cvars, args.raw.get("cvar"))
+    _record(server, args).engine.cvar_register(_cvar_spec(args.raw.get("cvar")))
     return None
 
 
 @operation("engine.cvar_set")
 def _cvar_set(server: Server, args: Args) -> Json:
-    _record(server, args).engine.cvars.set_from_string(args.text("name"), args.text("value"))
+    _record(server, args).engine.cvar_set(args.text("name"), args.text("value"))
     return None
 
 
 @operation("engine.cvar_get")
 def _cvar_get(server: Server, args: Args) -> Json:
-    return _record(server, args).engine.cvars.get_as_string(args.text("name"))
+    return _record(server, args).engine.cvar_get(args.text("name"))
 
 
 @operation("engine.cvar_set_handler")
 def _cvar_set_handler(server: Server, args: Args) -> Json:
-    _record(server, args).engine.cvars.set_lua_handler(args.text("name"), args.text("handler"))
+    _record(server, args).engine.cvar_set_handler(args.text("name"), args.text("handler"))
     return None
 
 
 @operation("engine.cvar_get_handler")
 def _cvar_get_handler(server: Server, args: Args) -> Json:
-    return _record(server, args).engine.cvars.get_lua_handler(args.text("name"))
+    return _record(server, args).engine.cvar_get_handler(args.text("name"))
 
 
 @operation("engine.cvar_take")
@@ -945,7 +956,7 @@ def _cvar_take(server: Server, args: Args) -> Json:
     engine = _record(server, args).engine
     allocator = args.handle("allocator", TrackingAllocator)
     events: list[Json] = []
-    for event in engine.cvars.take_pending_changes(allocator):
+    for event in engine.cvar_take(allocator):
         fields: Sequence[Buffer] = (
             event.name,
             event.old_value,
@@ -968,34 +979,34 @@ def _cvar_take(server: Server, args: Args) -> Json:
 
 @operation("engine.input_set_key")
 def _input_set_key(server: Server, args: Args) -> Json:
-    _record(server, args).engine.input.set_key(args.text("key"), args.flag("pressed"))
+    _record(server, args).engine.input_set_key(args.text("key"), args.flag("pressed"))
     return None
 
 
 @operation("engine.input_set_mouse")
 def _input_set_mouse(server: Server, args: Args) -> Json:
-    _record(server, args).engine.input.set_mouse_pos(args.number("x"), args.number("y"))
+    _record(server, args).engine.input_set_mouse(args.number("x"), args.number("y"))
     return None
 
 
 @operation("engine.runner_deinit")
 def _engine_runner_deinit(server: Server, args: Args) -> Json:
     """``ScriptRunner.deinit`` alone; the engine's other parts stay up (SR-DEINIT-NOT-OWNED)."""
-    _record(server, args).engine.runner.deinit()
+    _record(server, args).engine.runner_deinit()
     return None
 
 
 @operation("engine.threads_shutdown")
 def _engine_threads_shutdown(server: Server, args: Args) -> Json:
     """``ThreadPool.shutdown`` of the engine's worker pool (SR-POOL-SHUTDOWN)."""
-    _record(server, args).engine.thread_pool.shutdown()
+    _record(server, args).engine.threads_shutdown()
     return None
 
 
 @operation("engine.system_deinit")
 def _engine_system_deinit(server: Server, args: Args) -> Json:
     """``ScriptingSystem.deinit`` alone (SS-DEINIT)."""
-    _record(server, args).engine.system.deinit()
+    _record(server, args).engine.system_deinit()
     return None
 
 
