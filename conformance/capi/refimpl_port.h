@@ -233,10 +233,20 @@ refimpl_code refimpl_msg_parse_cvar_lua(const uint8_t *message, size_t len,
                                         refimpl_bytes fields[4]);
 bool refimpl_msg_is_error_result(const uint8_t *payload, size_t len);
 
-/* ---- feature "engine": one wired system (spec/engine.md) --------------------------------
- * The thread that calls refimpl_engine_new is the engine's main thread. The engine allocates
- * from config->allocator, which the harness lists as the engine's allocator; queue and pool
- * return the engine's own ActionQueue and StatePool, served through the groups above.
+/* ---- feature "engine": one wired system (spec/engine.md, DRV-CAPI-ENGINE) ----------------
+ * The thread that calls refimpl_engine_new is the engine's main thread (ENG-WIRING,
+ * CMP-SYSTEM-CALLER-THREAD). Everything of the ownership table the engine allocates (script
+ * copies, ScriptResult payloads, the pool's slot table, CVarLua messages) comes from
+ * config->allocator, which the harness answers as the engine's allocator, so its ledger shows
+ * what the engine holds (ENG-CLOSE-ZERO-LIVE) and allocator.fail_at reaches the engine.
+ * refimpl_engine_queue and refimpl_engine_pool return the engine's own ActionQueue and
+ * StatePool, which the driver serves through the "queue" and "pool" groups above: a library
+ * that declares "engine" exports those groups' functions too. The engine owns them: the
+ * driver never deinits or frees them, only the engine. A resource of the engine's pool is a Lua
+ * state, the void *state of refimpl_lua_execute and refimpl_lua_call_handler.
+ * Text (names, values, handler names) is UTF-8 in refimpl_bytes; bytes that are not UTF-8
+ * are refused (CV-TEXT-UTF8): INVALID_VALUE for a value, INVALID_ARGUMENT for the rest.
+ * Every output string is an allocation of the allocator passed in, the caller's to free.
  */
 typedef enum refimpl_cvar_type {
     REFIMPL_CVAR_INT = 0,
@@ -246,91 +256,129 @@ typedef enum refimpl_cvar_type {
 } refimpl_cvar_type;
 
 typedef struct refimpl_cvar_spec {
-    const char *name;
-    refimpl_cvar_type type;
-    const char *default_text; /* canonical text of the default (CV-GET-CANONICAL) */
+    refimpl_bytes name;
+    refimpl_cvar_type type;       /* the default's type (CV-REGISTER-TYPE) */
+    refimpl_bytes default_text;   /* the canonical text of the default (CV-GET-CANONICAL) */
     bool has_min, has_max;
-    double min, max;          /* inclusive bounds of a number (CV-SET-RANGE) */
-    const char *on_change_lua; /* handler name, "" for none */
+    double min, max;              /* inclusive bounds of a number (CV-SET-RANGE) */
+    refimpl_bytes on_change_lua;  /* handler name, empty for none */
 } refimpl_cvar_spec;
 
-typedef struct refimpl_limits { /* feature "engine.limits" (DRV-LIMITS) */
-    size_t max_memory;
-    uint64_t max_instructions;
-    bool host_libraries;
+/* feature "engine.limits" (DRV-LIMITS): each 0 (host_libraries -1) keeps the port's default. */
+typedef struct refimpl_limits {
+    uint64_t max_memory;       /* bytes (SBX-MAX-MEMORY) */
+    uint64_t max_instructions; /* per script or handler call (SBX-MAX-INSTRUCTIONS) */
+    uint64_t max_host_bytes;   /* bytes one call hands to host functions (SBX-HOST-BYTES) */
+    uint64_t max_log_bytes;    /* bytes one call writes to the log (SBX-LOG-BOUND) */
+    int host_libraries;        /* 1 on, 0 off (SBX-HOST-LIBS-OPTION) */
 } refimpl_limits;
 
 typedef struct refimpl_engine_config {
-    const refimpl_allocator *allocator;
-    size_t workers;        /* pool capacity is workers + 1 (PERF-POOL-SIZE) */
-    size_t queue_capacity;
-    const refimpl_bytes *prelude; /* run in every state (LB-STATE-CREATE) */
+    const refimpl_allocator *allocator; /* the engine's allocator */
+    size_t workers;        /* >= 1; the pool holds workers + 1 states (PERF-POOL-SIZE) */
+    size_t queue_capacity; /* >= 1 (PERF-QUEUE-CAPACITY) */
+    const refimpl_bytes *prelude; /* run in every state, in order (LB-STATE-CREATE, ENG-PRELUDE) */
     size_t prelude_count;
-    const refimpl_cvar_spec *cvars;
+    const refimpl_cvar_spec *cvars; /* registered before any state is made, so the prelude
+                                       sees them */
     size_t cvar_count;
-    const refimpl_limits *limits; /* NULL: the port's defaults */
+    const refimpl_limits *limits; /* NULL: the port's defaults (feature "engine.limits") */
 } refimpl_engine_config;
 
-/* on_complete(ctx, payload): once per script, on the worker, with the ScriptResult payload
- * (SR-CALLBACK-PAYLOAD, SR-CALLBACK-WORKER); a non-zero return is a failing callback, logged, the worker lives on
- * (SR-CALLBACK-ERROR, feature "engine.callback_raises"). */
+/* on_complete(ctx, payload, len): once per script that ran, on the worker that ran it, after
+ * its ScriptResult was pushed, with that payload (SR-CALLBACK-PAYLOAD, SR-CALLBACK-WORKER). A
+ * non-zero return is a failing callback: logged and counted in callback_errors, the worker
+ * lives on (SR-CALLBACK-ERROR, feature "engine.callback_raises"; a library that does not
+ * declare it is only given callbacks that return 0). */
 typedef int (*refimpl_complete_fn)(void *ctx, const uint8_t *payload, size_t len);
 
-typedef struct refimpl_result { /* ExecuteResult (LH-EXEC-OK) */
+typedef struct refimpl_result { /* ExecuteResult (LH-EXEC-OK, MEM-EXEC-MESSAGE) */
     bool success;
-    refimpl_bytes message; /* allocated from the allocator passed in; the caller frees it */
+    refimpl_bytes message; /* "OK" or the raw Lua error, allocated from the allocator passed */
 } refimpl_result;
 
-typedef struct refimpl_cvar_event { /* CVarChangeEvent (CV-TAKE-ORDER) */
+typedef struct refimpl_cvar_event { /* CVarChangeEvent (CV-TAKE-ORDER, MEM-CVAR-EVENTS) */
     refimpl_bytes name, old_value, new_value, on_change_lua; /* each from the given allocator */
 } refimpl_cvar_event;
+/* Receives one event of refimpl_engine_cvar_take; its four fields become the caller's. */
+typedef void (*refimpl_event_fn)(void *ctx, const refimpl_cvar_event *event);
 
 typedef struct refimpl_engine refimpl_engine;
 
-/* LUA_RUNTIME_ERROR when a prelude fails (LB-PRELUDE-ERROR). */
+/* Where the engine's console records go (Lua print, console.log; DRV-LOGS source "console"):
+ * the driver installs a sink before any other call of the group, as refimpl_port_set_log. */
+void refimpl_engine_set_console_log(refimpl_log_fn sink, void *ctx);
+/* Wire queue, pool, runner and dispatcher (ENG-WIRING); every state of the pool runs the
+ * prelude. LUA_RUNTIME_ERROR when a prelude fails (LB-PRELUDE-ERROR), INVALID_ARGUMENT for
+ * workers or queue_capacity 0 or a bad cvar (CV-REGISTER-DUPLICATE), OUT_OF_MEMORY when the
+ * allocator fails; on failure nothing is left allocated or running. */
 refimpl_code refimpl_engine_new(const refimpl_engine_config *config, refimpl_engine **out);
+/* The engine's own queue and pool, valid until refimpl_engine_free. */
 refimpl_queue *refimpl_engine_queue(refimpl_engine *e);
 refimpl_pool *refimpl_engine_pool(refimpl_engine *e);
-/* enqueueScript (SR-ENQUEUE-BYTES); on_complete may be NULL. */
+/* enqueueScript: copy the script from the engine's allocator and submit it (SR-ENQUEUE-BYTES,
+ * SR-ENQUEUE-RETURNS); on_complete may be NULL. OUT_OF_MEMORY when the copy fails
+ * (SR-ENQUEUE-OOM), SHUT_DOWN after runner deinit or thread shutdown (SR-AFTER-DEINIT,
+ * SR-POOL-SHUTDOWN), THREAD_AFFINITY on a worker of the engine (CMP-RUNNER-AFFINITY). */
 refimpl_code refimpl_engine_enqueue(refimpl_engine *e, const uint8_t *script, size_t len,
                                     refimpl_complete_fn on_complete, void *ctx);
-/* *idle = true once no script is pending or running, waiting at most timeout_ms. */
+/* *idle = true once no script is pending or running, false when timeout_ms runs out first. */
 refimpl_code refimpl_engine_wait_idle(refimpl_engine *e, int64_t timeout_ms, bool *idle);
-/* ScriptingSystem.update on the main thread (SS-UPDATE-ORDER). */
+/* ScriptingSystem.update on the main thread: publish CVar changes, then drain the queue
+ * (SS-UPDATE-ORDER); THREAD_AFFINITY elsewhere (CMP-SYSTEM-CALLER-THREAD). */
 refimpl_code refimpl_engine_update(refimpl_engine *e);
-/* Pattern 4: acquire a state (waiting at most timeout_ms), executeLuaBuffer, release. */
-refimpl_code refimpl_engine_execute(refimpl_engine *e, const uint8_t *script, size_t len,
-                                    int64_t timeout_ms, refimpl_result *out);
-/* executeLuaBuffer and callNamedHandler on a resource of the engine's pool. */
+/* executeLuaBuffer on a state leased from the engine's pool: *out's message from alloc
+ * (LH-EXEC-OK, LH-EXEC-RUNTIME-ERROR, LH-EXEC-ALLOC-FAIL). */
 refimpl_code refimpl_lua_execute(void *state, const uint8_t *script, size_t len,
                                  const refimpl_allocator *alloc, refimpl_result *out);
+/* callNamedHandler: args passed as Lua strings, a missing handler or a Lua error logged
+ * (LH-CALL-ARGS, LH-CALL-MISSING, LH-CALL-ERROR). */
 refimpl_code refimpl_lua_call_handler(void *state, refimpl_bytes name, const refimpl_bytes *args,
                                       size_t arg_count);
-/* The CVar registry (spec/lua-bindings.md, CV-*): text values; out strings from alloc. */
+/* The CVar registry (spec/lua-bindings.md, CV-*), on the main thread but for the two gets
+ * (THR-CVAR-WRITE-MAIN, THR-CVAR-READ-ANY-THREAD). */
 refimpl_code refimpl_engine_cvar_register(refimpl_engine *e, const refimpl_cvar_spec *spec);
-refimpl_code refimpl_engine_cvar_set(refimpl_engine *e, const char *name, const char *value);
-refimpl_code refimpl_engine_cvar_get(refimpl_engine *e, const char *name,
+refimpl_code refimpl_engine_cvar_set(refimpl_engine *e, refimpl_bytes name, refimpl_bytes value);
+/* *value: the canonical text (CV-GET-CANONICAL); UNKNOWN_CVAR for no such name. */
+refimpl_code refimpl_engine_cvar_get(refimpl_engine *e, refimpl_bytes name,
                                      const refimpl_allocator *alloc, refimpl_bytes *value);
-refimpl_code refimpl_engine_cvar_set_handler(refimpl_engine *e, const char *name,
-                                             const char *handler);
-/* *handler.ptr == NULL when the variable has no handler. */
-refimpl_code refimpl_engine_cvar_get_handler(refimpl_engine *e, const char *name,
+refimpl_code refimpl_engine_cvar_set_handler(refimpl_engine *e, refimpl_bytes name,
+                                             refimpl_bytes handler);
+/* *handler: the handler name, zero-length when none (CV-HANDLER-GET); an allocation still. */
+refimpl_code refimpl_engine_cvar_get_handler(refimpl_engine *e, refimpl_bytes name,
                                              const refimpl_allocator *alloc,
                                              refimpl_bytes *handler);
-/* takePendingChanges: *events (an array from alloc) and every field of each, all the
- * caller's (CV-TAKE-ORDER, ruling D8). */
+/* takePendingChanges: every field of every pending event allocated from alloc first, then
+ * each event handed to each(ctx, &event) in change order (CV-TAKE-ORDER, ruling D8); when an
+ * allocation fails, what was allocated is freed, nothing is handed over and the changes stay
+ * pending (CV-TAKE-OOM). alloc serves the fields only, so fail_at counts exactly them. */
 refimpl_code refimpl_engine_cvar_take(refimpl_engine *e, const refimpl_allocator *alloc,
-                                      refimpl_cvar_event **events, size_t *count);
-/* Shut everything down in order, leaving no live allocation (ENG-CLOSE-ZERO-LIVE). */
-refimpl_code refimpl_engine_close(refimpl_engine *e);
+                                      refimpl_event_fn each, void *ctx);
+/* Close everything in order (ENG-CLOSE-ORDER) and leave no live allocation
+ * (ENG-CLOSE-ZERO-LIVE); a second close does nothing (ENG-CLOSE-TWICE). Scripts still
+ * running after timeout_ms are left to finish, *stuck counts them (ENG-CLOSE-TIMEOUT). */
+refimpl_code refimpl_engine_close(refimpl_engine *e, int64_t timeout_ms, size_t *stuck);
+/* End of the handle's life: frees the engine's bookkeeping, its queue and its pool. The driver
+ * calls it once, after a close that left nothing stuck, when no thread is inside a call on e,
+ * its queue, its pool or its states (DRV-EOF). */
+void refimpl_engine_free(refimpl_engine *e);
 
-/* feature "engine.stats": the runner's and the system's counters. */
+/* feature "engine.stats": the runner's and the system's counters since refimpl_engine_new
+ * (DRV-STATS, SR-DROP-COUNTED, SS-DEFER-COUNTED). */
 typedef struct refimpl_engine_stats {
     uint64_t enqueued, ok, errors, cancelled, dropped, callback_errors;
     uint64_t cvar_events, cvar_actions, cvar_dropped, handlers_invoked, handler_failures,
         deferred, malformed, script_ok, script_errors, native_ignored;
 } refimpl_engine_stats;
 refimpl_code refimpl_engine_stats_get(refimpl_engine *e, refimpl_engine_stats *out);
+
+/* feature "engine.lifecycle": each part's deinit alone; refimpl_engine_close after any of them
+ * still closes the rest. runner_deinit cancels scripts not started and waits for running ones,
+ * leaving the pools and the queue up (SR-DEINIT-CANCEL, SR-DEINIT-NOT-OWNED); threads_shutdown
+ * stops the worker threads (SR-POOL-SHUTDOWN); system_deinit is the dispatcher's (SS-DEINIT). */
+refimpl_code refimpl_engine_runner_deinit(refimpl_engine *e);
+refimpl_code refimpl_engine_threads_shutdown(refimpl_engine *e);
+refimpl_code refimpl_engine_system_deinit(refimpl_engine *e);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         server.handle_line(line)
     port.close()
     server.close()
+    port.free_engines()
     return 0
 
 

@@ -55,7 +55,36 @@ SYMBOLS: dict[str, tuple[str, ...]] = {
         "refimpl_msg_parse_cvar_lua",
         "refimpl_msg_is_error_result",
     ),
+    "engine": (
+        "refimpl_engine_set_console_log",
+        "refimpl_engine_new",
+        "refimpl_engine_queue",
+        "refimpl_engine_pool",
+        "refimpl_engine_enqueue",
+        "refimpl_engine_wait_idle",
+        "refimpl_engine_update",
+        "refimpl_lua_execute",
+        "refimpl_lua_call_handler",
+        "refimpl_engine_cvar_register",
+        "refimpl_engine_cvar_set",
+        "refimpl_engine_cvar_get",
+        "refimpl_engine_cvar_set_handler",
+        "refimpl_engine_cvar_get_handler",
+        "refimpl_engine_cvar_take",
+        "refimpl_engine_close",
+        "refimpl_engine_free",
+    ),
+    "engine.stats": ("refimpl_engine_stats_get",),
+    "engine.lifecycle": (
+        "refimpl_engine_runner_deinit",
+        "refimpl_engine_threads_shutdown",
+        "refimpl_engine_system_deinit",
+    ),
+    "engine.limits": (),
+    "engine.callback_raises": (),
 }
+# The engine's queue and pool are served through their groups (DRV-CAPI-ENGINE).
+REQUIRES = {"engine": ("queue", "pool")}
 
 
 class PortError(Exception):
@@ -88,6 +117,80 @@ class CQueueCounters(ctypes.Structure):
     full_count: int
 
 
+class CCVarSpec(ctypes.Structure):
+    _fields_ = (
+        ("name", Bytes),
+        ("type", ctypes.c_int),
+        ("default_text", Bytes),
+        ("has_min", ctypes.c_bool),
+        ("has_max", ctypes.c_bool),
+        ("min", ctypes.c_double),
+        ("max", ctypes.c_double),
+        ("on_change_lua", Bytes),
+    )
+
+
+class CLimits(ctypes.Structure):
+    _fields_ = (
+        ("max_memory", ctypes.c_uint64),
+        ("max_instructions", ctypes.c_uint64),
+        ("max_host_bytes", ctypes.c_uint64),
+        ("max_log_bytes", ctypes.c_uint64),
+        ("host_libraries", ctypes.c_int),
+    )
+
+
+class CEngineConfig(ctypes.Structure):
+    _fields_ = (
+        ("allocator", ctypes.c_void_p),
+        ("workers", ctypes.c_size_t),
+        ("queue_capacity", ctypes.c_size_t),
+        ("prelude", ctypes.POINTER(Bytes)),
+        ("prelude_count", ctypes.c_size_t),
+        ("cvars", ctypes.POINTER(CCVarSpec)),
+        ("cvar_count", ctypes.c_size_t),
+        ("limits", ctypes.POINTER(CLimits)),
+    )
+
+
+class CResult(ctypes.Structure):
+    _fields_ = (("success", ctypes.c_bool), ("message", Bytes))
+    success: bool
+    message: Bytes
+
+
+class CCVarEvent(ctypes.Structure):
+    _fields_ = (
+        ("name", Bytes),
+        ("old_value", Bytes),
+        ("new_value", Bytes),
+        ("on_change_lua", Bytes),
+    )
+    name: Bytes
+    old_value: Bytes
+    new_value: Bytes
+    on_change_lua: Bytes
+
+
+RUNNER_STATS = ("enqueued", "ok", "errors", "cancelled", "dropped", "callback_errors")
+SYSTEM_STATS = (
+    "cvar_events",
+    "cvar_actions",
+    "cvar_dropped",
+    "handlers_invoked",
+    "handler_failures",
+    "deferred",
+    "malformed",
+    "script_ok",
+    "script_errors",
+    "native_ignored",
+)
+
+
+class CEngineStats(ctypes.Structure):
+    _fields_ = tuple((name, ctypes.c_uint64) for name in RUNNER_STATS + SYSTEM_STATS)
+
+
 ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 OWNS_FN = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
@@ -96,6 +199,8 @@ CREATE_FN = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
 )
 DESTROY_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+COMPLETE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+EVENT_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(CCVarEvent))
 
 
 class AllocatorVTable(ctypes.Structure):
@@ -153,18 +258,23 @@ class Library:
         unknown = sorted(self.features - set(SYMBOLS))
         if unknown:
             raise PortError(f"{path} declares features this driver does not serve: {unknown}")
-        for feature in self.features:
-            for symbol in SYMBOLS[feature]:
-                if not hasattr(dll, symbol):
-                    raise PortError(f"{path} declares {feature!r} but does not export {symbol}")
+        for feature in sorted(self.features):
+            for group in (feature, *REQUIRES.get(feature, ())):
+                for symbol in SYMBOLS[group]:
+                    if not hasattr(dll, symbol):
+                        raise PortError(f"{path} declares {feature!r} but does not export {symbol}")
         self.set_log = (
             ctypes.CFUNCTYPE(None, LOG_FN, _P)(("refimpl_port_set_log", dll))
             if hasattr(dll, "refimpl_port_set_log")
             else None
         )
-        self.queue = QueueFunctions(dll, self.features) if "queue" in self.features else None
-        self.pool = PoolFunctions(dll, self.features) if "pool" in self.features else None
+        engine = "engine" in self.features
+        self.queue = (
+            QueueFunctions(dll, self.features) if engine or "queue" in self.features else None
+        )
+        self.pool = PoolFunctions(dll, self.features) if engine or "pool" in self.features else None
         self.messages = MessageFunctions(dll) if "messages" in self.features else None
+        self.engine = EngineFunctions(dll, self.features) if engine else None
 
 
 def _strings(array: ctypes._Pointer[ctypes.c_char_p]) -> tuple[str, ...]:
@@ -325,3 +435,71 @@ class MessageFunctions:
 
     def is_error_result(self, payload: ctypes.Array[ctypes.c_char], size: int) -> bool:
         return bool(self._is_error(payload, size))
+
+
+_BYTES = ctypes.POINTER(Bytes)
+
+
+class EngineFunctions:
+    """Features ``engine``, ``engine.stats``, ``engine.lifecycle`` (``engine.limits`` and
+    ``engine.callback_raises`` are what the driver passes)."""
+
+    def __init__(self, dll: ctypes.CDLL, features: frozenset[str]) -> None:
+        self.set_console_log = ctypes.CFUNCTYPE(None, LOG_FN, _P)(
+            ("refimpl_engine_set_console_log", dll)
+        )
+        self.new = ctypes.CFUNCTYPE(_CODE, ctypes.POINTER(CEngineConfig), _OUT)(
+            ("refimpl_engine_new", dll)
+        )
+        self.queue = ctypes.CFUNCTYPE(_P, _P)(("refimpl_engine_queue", dll))
+        self.pool = ctypes.CFUNCTYPE(_P, _P)(("refimpl_engine_pool", dll))
+        self.enqueue = ctypes.CFUNCTYPE(_CODE, _P, _P, _SIZE, COMPLETE_FN, _P)(
+            ("refimpl_engine_enqueue", dll)
+        )
+        self.wait_idle = ctypes.CFUNCTYPE(_CODE, _P, _MS, _BOOL_OUT)(
+            ("refimpl_engine_wait_idle", dll)
+        )
+        self.update = ctypes.CFUNCTYPE(_CODE, _P)(("refimpl_engine_update", dll))
+        self.lua_execute = ctypes.CFUNCTYPE(_CODE, _P, _P, _SIZE, _VT, ctypes.POINTER(CResult))(
+            ("refimpl_lua_execute", dll)
+        )
+        self.lua_call_handler = ctypes.CFUNCTYPE(_CODE, _P, Bytes, _BYTES, _SIZE)(
+            ("refimpl_lua_call_handler", dll)
+        )
+        self.cvar_register = ctypes.CFUNCTYPE(_CODE, _P, ctypes.POINTER(CCVarSpec))(
+            ("refimpl_engine_cvar_register", dll)
+        )
+        self.cvar_set = ctypes.CFUNCTYPE(_CODE, _P, Bytes, Bytes)(("refimpl_engine_cvar_set", dll))
+        self.cvar_get = ctypes.CFUNCTYPE(_CODE, _P, Bytes, _VT, _BYTES)(
+            ("refimpl_engine_cvar_get", dll)
+        )
+        self.cvar_set_handler = ctypes.CFUNCTYPE(_CODE, _P, Bytes, Bytes)(
+            ("refimpl_engine_cvar_set_handler", dll)
+        )
+        self.cvar_get_handler = ctypes.CFUNCTYPE(_CODE, _P, Bytes, _VT, _BYTES)(
+            ("refimpl_engine_cvar_get_handler", dll)
+        )
+        self.cvar_take = ctypes.CFUNCTYPE(_CODE, _P, _VT, EVENT_FN, _P)(
+            ("refimpl_engine_cvar_take", dll)
+        )
+        self.close = ctypes.CFUNCTYPE(_CODE, _P, _MS, ctypes.POINTER(_SIZE))(
+            ("refimpl_engine_close", dll)
+        )
+        self.free = ctypes.CFUNCTYPE(None, _P)(("refimpl_engine_free", dll))
+        self.limits = "engine.limits" in features
+        self.callback_raises = "engine.callback_raises" in features
+        self.stats = (
+            ctypes.CFUNCTYPE(_CODE, _P, ctypes.POINTER(CEngineStats))(
+                ("refimpl_engine_stats_get", dll)
+            )
+            if "engine.stats" in features
+            else None
+        )
+        self.lifecycle = (
+            tuple(
+                ctypes.CFUNCTYPE(_CODE, _P)((f"refimpl_engine_{part}", dll))
+                for part in ("runner_deinit", "threads_shutdown", "system_deinit")
+            )
+            if "engine.lifecycle" in features
+            else None
+        )
