@@ -49,8 +49,10 @@ class Engine:
         limits: LuaLimits = DEFAULT_LIMITS,
         cvars: CVarRegistry | None = None,
         on_script_result: Callable[[bytes], None] | None = None,
+        allocator: TrackingAllocator | None = None,
     ) -> None:
-        self.allocator = TrackingAllocator("engine")
+        # A caller's allocator lets a host (the C ABI's test port) see every allocation.
+        self.allocator = TrackingAllocator("engine") if allocator is None else allocator
         # A registry filled beforehand lets the prelude register handlers for its variables.
         self.cvars = CVarRegistry() if cvars is None else cvars
         self.world = World()

@@ -241,7 +241,9 @@ bool refimpl_msg_is_error_result(const uint8_t *payload, size_t len);
  * what the engine holds (ENG-CLOSE-ZERO-LIVE) and allocator.fail_at reaches the engine.
  * refimpl_engine_queue and refimpl_engine_pool return the engine's own ActionQueue and
  * StatePool, which the driver serves through the "queue" and "pool" groups above: a library
- * that declares "engine" exports those groups' functions too. The engine owns them: the
+ * that declares "engine" exports those groups' functions too, and
+ * refimpl_pool_acquire_timeout, with which engine.execute leases a state waiting at most its
+ * timeout (Pattern 4), whether or not it declares "pool.timeout". The engine owns them: the
  * driver never deinits or frees them, only the engine. A resource of the engine's pool is a Lua
  * state, the void *state of refimpl_lua_execute and refimpl_lua_call_handler.
  * Text (names, values, handler names) is UTF-8 in refimpl_bytes; bytes that are not UTF-8

@@ -68,7 +68,8 @@ from refimpl.errors import OutOfMemory, ScriptingError
 
 T = TypeVar("T")
 Emit = Callable[[JsonObject], None]
-CONSOLE_LOGGER = "refimpl.console"
+CONSOLE_LOGGERS = ("refimpl.console", "refimpl.port.console")
+"""The loggers of console records: the refimpl's, and a C ABI port's (DRV-LOGS)."""
 LEVELS = {
     logging.DEBUG: "debug",
     logging.INFO: "info",
@@ -269,7 +270,7 @@ class LogCapture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         entry: JsonObject = {
             "level": LEVELS.get(record.levelno, "error"),
-            "source": "console" if record.name == CONSOLE_LOGGER else "system",
+            "source": "console" if record.name in CONSOLE_LOGGERS else "system",
             "text": record.getMessage(),
         }
         with self.mutex:

@@ -83,8 +83,9 @@ SYMBOLS: dict[str, tuple[str, ...]] = {
     "engine.limits": (),
     "engine.callback_raises": (),
 }
-# The engine's queue and pool are served through their groups (DRV-CAPI-ENGINE).
-REQUIRES = {"engine": ("queue", "pool")}
+# The engine's queue and pool are served through their groups, and engine.execute leases a
+# state waiting at most its timeout (DRV-CAPI-ENGINE).
+REQUIRES = {"engine": ("queue", "pool", "pool.timeout")}
 
 
 class PortError(Exception):
@@ -365,7 +366,7 @@ class PoolFunctions:
         self._available = ctypes.CFUNCTYPE(_SIZE, _P)(("refimpl_pool_available", dll))
         self._deinit = ctypes.CFUNCTYPE(_CODE, _P)(("refimpl_pool_deinit", dll))
         self._free = ctypes.CFUNCTYPE(None, _P)(("refimpl_pool_free", dll))
-        self.timeout = "pool.timeout" in features
+        self.timeout = "pool.timeout" in features or "engine" in features
         if self.timeout:
             self._acquire_timeout = ctypes.CFUNCTYPE(_CODE, _P, _MS, _OUT)(
                 ("refimpl_pool_acquire_timeout", dll)

@@ -59,7 +59,6 @@ from refimpl.driver.components import (
     QueueLike,
     Token,
 )
-from refimpl.driver.server import CONSOLE_LOGGER
 from refimpl.driver.wire import ProtocolCode, ProtocolError
 from refimpl.errors import InvalidArgument, ScriptingError, ShutDown, WrongAllocator
 from refimpl.lua import ExecuteResult
@@ -70,6 +69,7 @@ KINDS = (ActionKind.ScriptResult, ActionKind.CVarLua, ActionKind.CVarNative)  # 
 CVAR_TYPES = (CVarType.INT, CVarType.FLOAT, CVarType.BOOL, CVarType.STRING)  # the C enum
 CLOSE_WAIT_S = 2.0
 port_log = logging.getLogger("refimpl.port")
+console_log = logging.getLogger("refimpl.port.console")
 
 
 def _ms(timeout: float | None) -> int:
@@ -375,6 +375,19 @@ def _allocation(view: Bytes) -> CBuffer:
     return buf
 
 
+_scratches = threading.local()
+
+
+def _scratch() -> CAllocator:
+    """This thread's private allocator of the driver, for results it reads and frees at once
+    (one per thread, so calls on other threads cannot take its allocations for leaks)."""
+    allocator = getattr(_scratches, "allocator", None)
+    if allocator is None:
+        allocator = _scratches.allocator = CAllocator("results")
+    assert isinstance(allocator, CAllocator)
+    return allocator
+
+
 def _collect(scratch: CAllocator, out: Bytes) -> bytes:
     """Read and free the one allocation a port made from ``scratch``; anything else it left
     there is a leak, freed and answered ``Internal``."""
@@ -397,14 +410,14 @@ class CMessages:
 
     def __init__(self, fns: MessageFunctions) -> None:
         self._fns = fns
-        self._scratch = CAllocator("messages")
 
     def encode_cvar_lua(self, handler: bytes, name: bytes, old: bytes, new: bytes) -> bytes:
         views = [_c_bytes(v) for v in (handler, name, old, new)]
         fields = (Bytes * 4)(*(view for view, _ in views))
         out = Bytes()
-        checked(lambda: self._fns.encode(self._scratch.vtable, fields, out))
-        return _collect(self._scratch, out)
+        scratch = _scratch()
+        checked(lambda: self._fns.encode(scratch.vtable, fields, out))
+        return _collect(scratch, out)
 
     def parse_cvar_lua(self, message: bytes) -> CVarLuaMessage:
         source = ctypes.create_string_buffer(message, max(len(message), 1))
@@ -535,7 +548,6 @@ class CEngine:
         self._fns = fns
         self._completions = completions
         self.allocator = CAllocator("engine")
-        self._scratch = CAllocator("engine results")
         keep: list[object] = []
         prelude = [_c_bytes(chunk) for chunk in config.prelude]
         specs = [_cvar_spec(spec, keep) for spec in config.cvars]
@@ -618,8 +630,9 @@ class CEngine:
     def _get(self, fn: Callable[[int, Bytes, object, object], int], name: str) -> str:
         """A text the port allocates from a private allocator of the driver, read and freed."""
         (n, _kn), out = _text(name), Bytes()
-        self._call(lambda e: fn(e, n, ctypes.byref(self._scratch.vtable), ctypes.byref(out)))
-        return _collect(self._scratch, out).decode()
+        scratch = _scratch()
+        self._call(lambda e: fn(e, n, ctypes.byref(scratch.vtable), ctypes.byref(out)))
+        return _collect(scratch, out).decode()
 
     def cvar_take(self, allocator: TrackingAllocator) -> list[CVarChangeEvent]:
         """Every event the port hands over, its fields the harness allocations they are."""
@@ -627,8 +640,11 @@ class CEngine:
         views: list[tuple[Bytes, Bytes, Bytes, Bytes]] = []
 
         def each(_ctx: int | None, event: ctypes._Pointer[CCVarEvent]) -> None:
+            # Copies: the event lives only as long as this call.
             e = event.contents
-            views.append((e.name, e.old_value, e.new_value, e.on_change_lua))
+            fields = (e.name, e.old_value, e.new_value, e.on_change_lua)
+            name, old, new, handler = (Bytes(f.ptr, f.len) for f in fields)
+            views.append((name, old, new, handler))
 
         sink = EVENT_FN(each)
         self._call(lambda e: self._fns.cvar_take(e, ctypes.byref(vtable), sink, None))
@@ -710,7 +726,7 @@ class Port:
         self._log_sink = _sink(port_log)
         if library.set_log is not None:
             library.set_log(self._log_sink, None)
-        self._console_sink = _sink(logging.getLogger(CONSOLE_LOGGER))
+        self._console_sink = _sink(console_log)
         if library.engine is not None:
             library.engine.set_console_log(self._console_sink, None)
         self._completions = Completions()
