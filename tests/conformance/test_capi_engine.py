@@ -6,6 +6,7 @@ conformance case of the features it declares, each request crossing the C ABI bo
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,35 @@ def test_an_engine_missing_a_function_is_refused(
     )
     assert (proc.returncode, proc.stdout) == (2, "")
     assert f"does not export {hidden}" in proc.stderr
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.spec("DRV-CAPI-ENGINE", "DRV-EOF")
+def test_each_closed_engine_is_freed_once_at_the_end(bridge: Path) -> None:
+    """One engine closed by the client, one left open for the driver to close at end of input
+    (with an action its close discards), one whose worker never finishes its script: the first
+    two are freed once each, the third never, a thread being still inside it."""
+    requests = [
+        {"op": "engine.new", "args": {"workers": 1}},  # e1 a2 q3 p4
+        {"op": "engine.new", "args": {"workers": 1}},  # e5 a6 q7 p8
+        # e9, whose script runs past the end of the session: no instruction limit stops it
+        {"op": "engine.new", "args": {"workers": 1, "limits": {"max_instructions": 2**53 - 1}}},
+        {"op": "engine.close", "args": {"engine": "e1"}},
+        {"op": "queue.push", "args": {"queue": "q7", "message": "never consumed"}},
+        {"op": "engine.enqueue", "args": {"engine": "e9", "script": "while true do end"}},
+    ]
+    lines = "".join(json.dumps({"id": n, **r}) + "\n" for n, r in enumerate(requests, 1))
+    proc = subprocess.run(
+        command_line(bridge_command(bridge)),
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["status"] for line in proc.stdout.splitlines()] == ["ok"] * 6
+    freed = [line for line in proc.stderr.splitlines() if "refimpl_engine_free" in line]
+    assert freed == [
+        "bridge: refimpl_engine_free after 0 discarded",
+        "bridge: refimpl_engine_free after 1 discarded",
+    ]
