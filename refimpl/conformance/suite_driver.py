@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from refimpl.conformance.cases import SuiteError, Tester, b, case, text, unb
 from refimpl.conformance.implementation import Process, Wire
-from refimpl.driver.features import CORE, FEATURES, Feature, needed
+from refimpl.driver.features import CORE, FEATURES, RUNNER_STATS, SYSTEM_STATS, Feature, needed
 from refimpl.driver.wire import MAX_INT, MAX_MS, PROTOCOL_VERSION, Json, JsonObject, dumps
 from refimpl.errors import ErrorCode
 
@@ -661,21 +661,6 @@ def driver_fail_create(t: Tester) -> None:
             if want == "ok":
                 created = t.pool_stats(str(t.expect_ok(reply, "pool.new")))["created"]
                 t.equal(created, 3, f"create_fn calls with fail_create_at={k}")
-
-
-RUNNER_STATS = ("enqueued", "ok", "errors", "cancelled", "dropped", "callback_errors")
-SYSTEM_STATS = (
-    "cvar_events",
-    "cvar_actions",
-    "cvar_dropped",
-    "handlers_invoked",
-    "handler_failures",
-    "deferred",
-    "malformed",
-    "script_ok",
-    "script_errors",
-    "native_ignored",
-)
 
 
 @case("DRV-STATS", features=("engine", "engine.stats"))

@@ -140,6 +140,22 @@ FEATURES: dict[str, Feature] = {
 
 ALL = frozenset(FEATURES)
 
+# The fields of engine.stats' two parts, in the order the C ABI's struct has them (DRV-STATS).
+RUNNER_STATS = ("enqueued", "ok", "errors", "cancelled", "dropped", "callback_errors")
+SYSTEM_STATS = (
+    "cvar_events",
+    "cvar_actions",
+    "cvar_dropped",
+    "handlers_invoked",
+    "handler_failures",
+    "deferred",
+    "malformed",
+    "script_ok",
+    "script_errors",
+    "native_ignored",
+)
+
+
 _OP_FEATURE = {op: f.name for f in FEATURES.values() for op in f.ops}
 _ARG_FEATURE = {(op, a): f.name for f in FEATURES.values() for op, a_ in f.args.items() for a in a_}
 _FIELD_FEATURE = {

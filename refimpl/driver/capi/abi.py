@@ -13,6 +13,7 @@ import ctypes
 from _ctypes import CFuncPtr
 
 from refimpl import errors
+from refimpl.driver.features import RUNNER_STATS, SYSTEM_STATS
 from refimpl.driver.wire import ProtocolCode, ProtocolError
 from refimpl.errors import ErrorCode, ScriptingError
 
@@ -171,21 +172,6 @@ class CCVarEvent(ctypes.Structure):
     old_value: Bytes
     new_value: Bytes
     on_change_lua: Bytes
-
-
-RUNNER_STATS = ("enqueued", "ok", "errors", "cancelled", "dropped", "callback_errors")
-SYSTEM_STATS = (
-    "cvar_events",
-    "cvar_actions",
-    "cvar_dropped",
-    "handlers_invoked",
-    "handler_failures",
-    "deferred",
-    "malformed",
-    "script_ok",
-    "script_errors",
-    "native_ignored",
-)
 
 
 class CEngineStats(ctypes.Structure):

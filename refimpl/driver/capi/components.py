@@ -30,8 +30,6 @@ from refimpl.driver.capi.abi import (
     EVENT_FN,
     FOREVER,
     LOG_FN,
-    RUNNER_STATS,
-    SYSTEM_STATS,
     Bytes,
     CAction,
     CCVarEvent,
@@ -59,6 +57,7 @@ from refimpl.driver.components import (
     QueueLike,
     Token,
 )
+from refimpl.driver.features import RUNNER_STATS, SYSTEM_STATS
 from refimpl.driver.wire import ProtocolCode, ProtocolError
 from refimpl.errors import InvalidArgument, ScriptingError, ShutDown, WrongAllocator
 from refimpl.lua import ExecuteResult

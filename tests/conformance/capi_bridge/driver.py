@@ -34,8 +34,6 @@ from refimpl.driver.capi.abi import (
     DESTROY_FN,
     EVENT_FN,
     LOG_FN,
-    RUNNER_STATS,
-    SYSTEM_STATS,
     AllocatorVTable,
     Bytes,
     CAction,
@@ -49,6 +47,8 @@ from refimpl.driver.capi.abi import (
     raise_for,
 )
 from refimpl.driver.capi.components import CVAR_TYPES, KINDS
+from refimpl.driver.capi.memory import CBuffer
+from refimpl.driver.features import RUNNER_STATS, SYSTEM_STATS
 from refimpl.engine import Engine
 from refimpl.errors import InvalidArgument, OutOfMemory, ScriptingError
 from refimpl.lua import DEFAULT_LIMITS, LuaState, call_named_handler, execute_lua_buffer
@@ -128,17 +128,6 @@ class Table(ctypes.Structure):
 # -- memory: the harness's vtables as TrackingAllocators of this side ----------------------
 
 
-@dataclass(eq=False, repr=False)
-class CMemory(Buffer):
-    """A buffer whose bytes live at ``address``, allocated through a harness vtable."""
-
-    address: int = 0
-
-    @property
-    def size(self) -> int:
-        return len(self._data)
-
-
 class VTableAllocator(TrackingAllocator):
     """The harness allocator a vtable names, as a ``TrackingAllocator`` for the refimpl's
     classes: allocations and frees go through the vtable, so the harness's ledger is the one
@@ -154,11 +143,11 @@ class VTableAllocator(TrackingAllocator):
         if not address:
             raise OutOfMemory("the harness allocator answered NULL")
         ctypes.memmove(address, data, len(data))
-        return CMemory(self, serial, tag, threading.current_thread().name, data, address=address)
+        return CBuffer(self, serial, tag, threading.current_thread().name, data, address=address)
 
     def free(self, buf: Buffer) -> None:
         super().free(buf)
-        assert isinstance(buf, CMemory)
+        assert isinstance(buf, CBuffer)
         self._free(self.ctx, buf.address, buf.size)
 
     def adopt(self, address: int | None, size: int) -> Buffer:
@@ -169,14 +158,14 @@ class VTableAllocator(TrackingAllocator):
         data = ctypes.string_at(address, size)
         with self._lock:
             serial = next(self._serials)
-            buf = CMemory(self, serial, "handed over", threading.current_thread().name, data)
-            buf.address = address
+            thread = threading.current_thread().name
+            buf = CBuffer(self, serial, "handed over", thread, data, address=address)
             self._live[serial] = buf
         return buf
 
     def disown(self, buf: Buffer) -> Bytes:
         """Hand ``buf`` to the C caller, who frees it through the harness: its view."""
-        assert isinstance(buf, CMemory) and buf.allocator is self
+        assert isinstance(buf, CBuffer) and buf.allocator is self
         with self._lock:
             del self._live[buf.serial]
         return Bytes(buf.address, buf.size)
