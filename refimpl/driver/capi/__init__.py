@@ -3,7 +3,7 @@ shared library, which exports the functions of ``conformance/capi/refimpl_port.h
 driver protocol (spec/driver-protocol.md, section "The C ABI").
 
 The protocol server is the reference driver's own (``refimpl.driver.server``); this package
-only supplies its components: the port's queue, pool and message functions through ctypes
-(``components``), over allocators whose memory is C memory tracked by the suite's ledger
+only supplies its components: the port's queue, pool, message and engine functions through
+ctypes (``components``), over allocators whose memory is C memory tracked by the suite's ledger
 (``memory``), as the header declares them (``abi``).
 """

@@ -713,9 +713,10 @@ def _sink(logger: logging.Logger) -> CFuncPtr:
 
 
 class Port:
-    """A loaded library served as the driver's :class:`Components`: its queue, pool and
-    message functions where it declares them, UnknownOp elsewhere (DRV-CAPI-FEATURES).
-    ``close`` deinitialises and frees what the session made, where it can (DRV-EOF)."""
+    """A loaded library served as the driver's :class:`Components`: its queue, pool, message
+    and engine functions where it declares them, UnknownOp elsewhere (DRV-CAPI-FEATURES,
+    DRV-CAPI-ENGINE). ``close`` deinitialises and frees the queues and pools the session made,
+    ``free_engines`` the engines it closed, where it can (DRV-EOF)."""
 
     def __init__(self, library: Library) -> None:
         self.library = library
