@@ -53,6 +53,7 @@ from refimpl.conformance.implementation import (
     DEFAULT_WAIT_MS,
     DriverFailure,
     DriverHung,
+    Err,
     Ok,
     Pending,
     Reply,
@@ -273,7 +274,7 @@ class ConformanceMachine(RuleBasedStateMachine):
             answer.event.divergence = x
             self.failed = True
             self.ex.diverged()
-            allowed = " or ".join(json.dumps(p) for p in one_of) or "no answer yet"
+            allowed = " or ".join(dict.fromkeys(json.dumps(p) for p in one_of)) or "no answer yet"
             seen = json.dumps(VIEWS[view](answer.event.answer))
             self.t.fail(f"{what}: expected {allowed}, got {seen}")
 
@@ -394,7 +395,10 @@ def _action(kind: str, message: bytes) -> Json:
 
 
 class QueueMachine(ConformanceMachine):
-    """Two queues, producers and consumers on four logical threads, every error path."""
+    """Two queues, producers and consumers on four logical threads, every error path; with
+    ``counters``, the waiter counts, high-water mark and full count too (``queue.counters``)."""
+
+    counters = False
 
     def __init__(self, ex: Exploration) -> None:
         super().__init__(ex)
@@ -442,7 +446,10 @@ class QueueMachine(ConformanceMachine):
             rule = "AQ-PUSH-TIMEOUT" if wait else "AQ-PUSH-FULL"
             self.judge(rule, got, [err(QUEUE_FULL)], "push on a full queue")
             q.model.refused = True
+            q.model.full_answers += 1
             self.check_ledger(i, "MEM-PUSH-FAIL")
+            if self.counters:  # a refused push must leave no count behind
+                self.observe(i, thread)
         else:
             rule = "ERR-QUEUE-FULL-RECOVER" if q.model.refused else "AQ-INIT"
             self.judge(rule, got, [ok(None)], "push with room")
@@ -462,6 +469,7 @@ class QueueMachine(ConformanceMachine):
         if q.model.push_outcome() != OK:
             allowed.append(err(q.model.push_outcome()))
         self.judge("AQ-PUSH-MESSAGE", got, allowed, "push of a foreign message")
+        q.model.full_answers += got.reply == Err(QUEUE_FULL)
         self.check_ledger(i, "AQ-PUSH-MESSAGE")
 
     @precondition(
@@ -513,6 +521,8 @@ class QueueMachine(ConformanceMachine):
         if head is None:
             rule = "AQ-POP-TIMEOUT" if blocking else "AQ-TRY-POP-EMPTY"
             self.judge(rule, got, [ok(None)], "pop of an empty queue")
+            if self.counters:  # a take that found nothing must leave no count behind
+                self.observe(i, thread)
             return
         self.judge("AQ-FIFO", got, [ok(_action(*head))], "the oldest action")
         self.wake_push(i)
@@ -564,6 +574,19 @@ class QueueMachine(ConformanceMachine):
         got = self.call("queue.stats", thread, queue=q.handle)
         expected: JsonObject = {"len": len(q.model.items), "capacity": q.model.capacity}
         self.judge("AQ-LEN", got, [ok(expected)], "len and capacity")
+        if not self.counters:
+            return
+        # A parked call answered pending, but it may not have reached its wait yet: each
+        # waiter count lies between 0 and the calls parked there.
+        pops, pushes = len(self.parked_on(i, "pop")), len(self.parked_on(i, "push"))
+        waiters = [
+            ok({"pop_waiters": a, "push_waiters": b})
+            for a in range(pops + 1)
+            for b in range(pushes + 1)
+        ]
+        self.judge("AQ-WAITERS", got, waiters, "threads blocked in pop and in push")
+        counted: JsonObject = {"high_water": q.model.high_water, "full_count": q.model.full_answers}
+        self.judge("AQ-COUNTERS", got, [ok(counted)], "high-water mark and QueueFull answers")
 
     def check_ledger(self, i: int, rule: str) -> None:
         q = self.queues[i]
@@ -579,6 +602,15 @@ class QueueMachine(ConformanceMachine):
         one)."""
         if rarely == 0:
             self.deinit(i, thread)
+
+    def refuse_and_recover(self, i: int) -> None:
+        """Fill queue ``i``, have a push refused, take one action and push into the room
+        (AQ-PUSH-FULL, ERR-QUEUE-FULL-RECOVER)."""
+        while not self.queues[i].model.full:
+            self.push_one(i, "main", KINDS[0], False, self.message(False))
+        self.push_one(i, "main", KINDS[1], False, self.message(False))
+        self.pop(i, "main", blocking=False)
+        self.push_one(i, "main", KINDS[2], False, self.message(False))
 
     def deinit(self, i: int, thread: str) -> None:
         q = self.queues[i]
@@ -596,13 +628,16 @@ class QueueMachine(ConformanceMachine):
 
     def close(self) -> None:
         """Deinit each open queue, parking a pop (or a push on a full queue) first, so every
-        example checks a deinit that wakes a waiter."""
+        example checks a deinit that wakes a waiter; a queue that never refused a push is
+        filled, refused and recovered first."""
         for i, q in enumerate(self.queues):
             if q.model.closed:
                 continue
             if self.failed:
                 self.send("queue.deinit", self.idle(), DEFAULT_WAIT_MS, queue=q.handle)
                 continue
+            if not q.model.refused and not self.parked_on(i, "push"):
+                self.refuse_and_recover(i)
             if len(self.parked) < MAX_PARKED and not q.model.items:
                 self.pop_waits(i, self.idle("w1"))
             elif len(self.parked) < MAX_PARKED and q.model.full:
@@ -798,7 +833,7 @@ class PoolMachine(ConformanceMachine):
 # -- the cases ------------------------------------------------------------------------------
 
 
-@case(
+_QUEUE_RULES = (
     "AQ-INIT",
     "AQ-LEN",
     "AQ-PUSH-FULL",
@@ -816,11 +851,24 @@ class PoolMachine(ConformanceMachine):
     "MEM-QUEUE-MESSAGE",
     "ERR-QUEUE-FULL-RECOVER",
     "THR-QUEUE-ANY-THREAD",
-    features=QUEUE_FEATURES,
 )
+
+
+@case(*_QUEUE_RULES, features=QUEUE_FEATURES)
 def stateful_queue(t: Tester) -> None:
     """Generated workloads on two queues against ``ActionQueueObject``."""
     explore(t, QueueMachine)
+
+
+class CountingQueueMachine(QueueMachine):
+    counters = True
+
+
+@case(*_QUEUE_RULES, "AQ-WAITERS", "AQ-COUNTERS", features=(*QUEUE_FEATURES, "queue.counters"))
+def stateful_queue_counters(t: Tester) -> None:
+    """The workloads of :func:`stateful_queue`, each observation reading the counters too:
+    a ``try_pop`` or a timed wait that leaves a count behind shows as a wrong count."""
+    explore(t, CountingQueueMachine)
 
 
 @case(
