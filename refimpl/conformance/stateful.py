@@ -1189,8 +1189,13 @@ ACTIONS = st.sampled_from(
         ("CVarNative", b"native"),
         ("CVarLua", b"OnB\x00s_name\x00a\x00b"),
         ("CVarLua", b"Nowhere\x00s_name\x00a\x00b"),
+        # Malformed: 0, 1, 2 and 5 NULs, an empty message and a trailing NUL.
+        ("CVarLua", b"OnB s_name a b"),
+        ("CVarLua", b"OnB\x00s_name"),
         ("CVarLua", b"OnB\x00only\x00three"),
-        ("CVarLua", b"OnB\x00a\x00b\x00c\x00d"),
+        ("CVarLua", b"OnB\x00a\x00b\x00c\x00d\x00e"),
+        ("CVarLua", b""),
+        ("CVarLua", b"OnB\x00s_name\x00a\x00b\x00"),
     )
 )
 
