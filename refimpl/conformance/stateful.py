@@ -145,11 +145,15 @@ class Exploration:
         self.failing: tuple[Recording, Tester] | None = None
         self.first_failure = 0  # the number of the first failing example
         self.stopped = ""
+        self.hung = False  # a call the model says finishes stayed blocked
 
     def begin(self) -> tuple[Recording, Tester]:
         """A new example: a fresh recording, and fresh thread names if the last example left
         a call blocked on one of its threads. Past the shrinking budget, stop."""
         self._tally()
+        if self.failing is not None and self.hung:
+            self.stopped = "shrinking stopped: a call that must finish stayed blocked"
+            raise Abort(ShrinkBudgetSpent(self.stopped))
         if self.failing is not None and self.examples - self.first_failure >= self.shrink_examples:
             self.stopped = f"shrinking stopped after {self.shrink_examples} examples"
             raise Abort(ShrinkBudgetSpent(self.stopped))
@@ -217,13 +221,14 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.ex = ex
         self.rec, self.t = ex.begin()
         self.parked: list[Parked] = []
+        self.stuck: set[str] = set()  # threads of calls the model says finish that never did
         self.failed = False
 
     # -- calls -------------------------------------------------------------------------------
 
     def idle(self, wanted: str = "main") -> str:
-        """``wanted`` if no call is parked on it, else the first idle thread."""
-        busy = {p.thread for p in self.parked}
+        """``wanted`` if no call is parked or stuck on it, else the first idle thread."""
+        busy = {p.thread for p in self.parked} | self.stuck
         return wanted if wanted not in busy else next(th for th in THREADS if th not in busy)
 
     def send(self, op: str, thread: str, wait_ms: int, /, **args: Json) -> Answer:
@@ -235,11 +240,19 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def call(self, op: str, thread: str = "main", /, **args: Json) -> Answer:
         """A call the model says finishes: its final answer, however long it takes."""
-        sent = self.send(op, self.idle(thread), DEFAULT_WAIT_MS, **args)
+        thread = self.idle(thread)
+        sent = self.send(op, thread, DEFAULT_WAIT_MS, **args)
         if not isinstance(sent.reply, Pending):
             return sent
         try:
             final = self.rec.finish(sent.reply, HANG_S)
+        except DriverHung:
+            # Still blocked: the check that judges this answer fails on "pending", charging
+            # the rule the call exercises; the example is not shrunk further (each try would
+            # wait as long again).
+            self.stuck.add(thread)
+            self.ex.hung = True
+            return sent
         except DriverFailure as exc:
             raise Abort(exc) from exc
         return Answer(self.rec.last(), final)
@@ -330,7 +343,7 @@ class ConformanceMachine(RuleBasedStateMachine):
                 with contextlib.suppress(Abort, RuleFailure):
                     self.close()
         finally:
-            self.ex.clean = not self.parked
+            self.ex.clean = not self.parked and not self.stuck
 
 
 # -- running a machine as a case --------------------------------------------------------------
