@@ -174,6 +174,8 @@ class ActionQueueObject:
     parked: list[bytes] = field(default_factory=list)
     closed: bool = False
     refused: bool = False  # a push has met a full queue (ERR-QUEUE-FULL-RECOVER)
+    high_water: int = 0  # the largest length reached (AQ-COUNTERS)
+    full_answers: int = 0  # QueueFull answers so far (AQ-COUNTERS)
 
     @property
     def full(self) -> bool:
@@ -189,6 +191,7 @@ class ActionQueueObject:
     def pushed(self, kind: str, message: bytes) -> None:
         """A push took effect; a parked one's message is now certainly live."""
         self.items.append((kind, message))
+        self.high_water = max(self.high_water, len(self.items))
         if message in self.parked:
             self.parked.remove(message)
         self.live.append(message)

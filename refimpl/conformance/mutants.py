@@ -556,6 +556,14 @@ WritableModuleState = SandboxEdit.state_type(
     '__newindex = function() error("attempt to modify read-only table \'" .. name .. "\'", 2) end,',
     "__newindex = rawset,",
 )
+FinalizerState = SandboxEdit.state_type(
+    'if type(mt) == "table" and rawget(mt, "__gc") ~= nil then',
+    'if type(mt) == "table" and type(rawget(mt, "__gc")) == "function" and false then',
+)
+HandlerAfterLimitState = SandboxEdit.state_type("    if exceeded then return e end\n", "")
+RawsetGlobalState = SandboxEdit.state_type(
+    "  if ENVS[t] and is_protected(k) then\n", "  if false then\n"
+)
 
 
 # -- wiring --------------------------------------------------------------------------------
@@ -824,6 +832,24 @@ def _mutants() -> dict[str, Mutant]:
             "LB-CONSOLE-EXECUTE",
             "console set keeps only the first word of the value",
             replace(REFIMPL, engine=_engine_with_states(ConsoleFirstWordState)),
+        ),
+        m(
+            "gc-metatable-accepted",
+            "SBX-NO-FINALIZERS",
+            "setmetatable takes a metatable with __gc, so sandboxed code runs as a finaliser",
+            replace(REFIMPL, engine=_engine_with_states(FinalizerState)),
+        ),
+        m(
+            "xpcall-handler-after-limit",
+            "SBX-HANDLER-AFTER-LIMIT",
+            "xpcall's message handler runs for the spent budget's own error",
+            replace(REFIMPL, engine=_engine_with_states(HandlerAfterLimitState)),
+        ),
+        m(
+            "rawset-overwrites-prelude",
+            "SBX-PRELUDE-FIXED",
+            "rawset(_G, name, v) replaces a global the prelude defined",
+            replace(REFIMPL, engine=_engine_with_states(RawsetGlobalState)),
         ),
         m(
             "module-fields-writable",

@@ -53,6 +53,7 @@ from refimpl.conformance.implementation import (
     DEFAULT_WAIT_MS,
     DriverFailure,
     DriverHung,
+    Err,
     Ok,
     Pending,
     Reply,
@@ -144,11 +145,15 @@ class Exploration:
         self.failing: tuple[Recording, Tester] | None = None
         self.first_failure = 0  # the number of the first failing example
         self.stopped = ""
+        self.hung = False  # a call the model says finishes stayed blocked
 
     def begin(self) -> tuple[Recording, Tester]:
         """A new example: a fresh recording, and fresh thread names if the last example left
         a call blocked on one of its threads. Past the shrinking budget, stop."""
         self._tally()
+        if self.failing is not None and self.hung:
+            self.stopped = "shrinking stopped: a call that must finish stayed blocked"
+            raise Abort(ShrinkBudgetSpent(self.stopped))
         if self.failing is not None and self.examples - self.first_failure >= self.shrink_examples:
             self.stopped = f"shrinking stopped after {self.shrink_examples} examples"
             raise Abort(ShrinkBudgetSpent(self.stopped))
@@ -216,13 +221,14 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.ex = ex
         self.rec, self.t = ex.begin()
         self.parked: list[Parked] = []
+        self.stuck: set[str] = set()  # threads of calls the model says finish that never did
         self.failed = False
 
     # -- calls -------------------------------------------------------------------------------
 
     def idle(self, wanted: str = "main") -> str:
-        """``wanted`` if no call is parked on it, else the first idle thread."""
-        busy = {p.thread for p in self.parked}
+        """``wanted`` if no call is parked or stuck on it, else the first idle thread."""
+        busy = {p.thread for p in self.parked} | self.stuck
         return wanted if wanted not in busy else next(th for th in THREADS if th not in busy)
 
     def send(self, op: str, thread: str, wait_ms: int, /, **args: Json) -> Answer:
@@ -234,11 +240,19 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def call(self, op: str, thread: str = "main", /, **args: Json) -> Answer:
         """A call the model says finishes: its final answer, however long it takes."""
-        sent = self.send(op, self.idle(thread), DEFAULT_WAIT_MS, **args)
+        thread = self.idle(thread)
+        sent = self.send(op, thread, DEFAULT_WAIT_MS, **args)
         if not isinstance(sent.reply, Pending):
             return sent
         try:
             final = self.rec.finish(sent.reply, HANG_S)
+        except DriverHung:
+            # Still blocked: the check that judges this answer fails on "pending", charging
+            # the rule the call exercises; the example is not shrunk further (each try would
+            # wait as long again).
+            self.stuck.add(thread)
+            self.ex.hung = True
+            return sent
         except DriverFailure as exc:
             raise Abort(exc) from exc
         return Answer(self.rec.last(), final)
@@ -273,7 +287,7 @@ class ConformanceMachine(RuleBasedStateMachine):
             answer.event.divergence = x
             self.failed = True
             self.ex.diverged()
-            allowed = " or ".join(json.dumps(p) for p in one_of) or "no answer yet"
+            allowed = " or ".join(dict.fromkeys(json.dumps(p) for p in one_of)) or "no answer yet"
             seen = json.dumps(VIEWS[view](answer.event.answer))
             self.t.fail(f"{what}: expected {allowed}, got {seen}")
 
@@ -329,7 +343,7 @@ class ConformanceMachine(RuleBasedStateMachine):
                 with contextlib.suppress(Abort, RuleFailure):
                     self.close()
         finally:
-            self.ex.clean = not self.parked
+            self.ex.clean = not self.parked and not self.stuck
 
 
 # -- running a machine as a case --------------------------------------------------------------
@@ -394,7 +408,10 @@ def _action(kind: str, message: bytes) -> Json:
 
 
 class QueueMachine(ConformanceMachine):
-    """Two queues, producers and consumers on four logical threads, every error path."""
+    """Two queues, producers and consumers on four logical threads, every error path; with
+    ``counters``, the waiter counts, high-water mark and full count too (``queue.counters``)."""
+
+    counters = False
 
     def __init__(self, ex: Exploration) -> None:
         super().__init__(ex)
@@ -442,7 +459,10 @@ class QueueMachine(ConformanceMachine):
             rule = "AQ-PUSH-TIMEOUT" if wait else "AQ-PUSH-FULL"
             self.judge(rule, got, [err(QUEUE_FULL)], "push on a full queue")
             q.model.refused = True
+            q.model.full_answers += 1
             self.check_ledger(i, "MEM-PUSH-FAIL")
+            if self.counters:  # a refused push must leave no count behind
+                self.observe(i, thread)
         else:
             rule = "ERR-QUEUE-FULL-RECOVER" if q.model.refused else "AQ-INIT"
             self.judge(rule, got, [ok(None)], "push with room")
@@ -462,6 +482,7 @@ class QueueMachine(ConformanceMachine):
         if q.model.push_outcome() != OK:
             allowed.append(err(q.model.push_outcome()))
         self.judge("AQ-PUSH-MESSAGE", got, allowed, "push of a foreign message")
+        q.model.full_answers += got.reply == Err(QUEUE_FULL)
         self.check_ledger(i, "AQ-PUSH-MESSAGE")
 
     @precondition(
@@ -513,6 +534,8 @@ class QueueMachine(ConformanceMachine):
         if head is None:
             rule = "AQ-POP-TIMEOUT" if blocking else "AQ-TRY-POP-EMPTY"
             self.judge(rule, got, [ok(None)], "pop of an empty queue")
+            if self.counters:  # a take that found nothing must leave no count behind
+                self.observe(i, thread)
             return
         self.judge("AQ-FIFO", got, [ok(_action(*head))], "the oldest action")
         self.wake_push(i)
@@ -564,6 +587,19 @@ class QueueMachine(ConformanceMachine):
         got = self.call("queue.stats", thread, queue=q.handle)
         expected: JsonObject = {"len": len(q.model.items), "capacity": q.model.capacity}
         self.judge("AQ-LEN", got, [ok(expected)], "len and capacity")
+        if not self.counters:
+            return
+        # A parked call answered pending, but it may not have reached its wait yet: each
+        # waiter count lies between 0 and the calls parked there.
+        pops, pushes = len(self.parked_on(i, "pop")), len(self.parked_on(i, "push"))
+        waiters = [
+            ok({"pop_waiters": a, "push_waiters": b})
+            for a in range(pops + 1)
+            for b in range(pushes + 1)
+        ]
+        self.judge("AQ-WAITERS", got, waiters, "threads blocked in pop and in push")
+        counted: JsonObject = {"high_water": q.model.high_water, "full_count": q.model.full_answers}
+        self.judge("AQ-COUNTERS", got, [ok(counted)], "high-water mark and QueueFull answers")
 
     def check_ledger(self, i: int, rule: str) -> None:
         q = self.queues[i]
@@ -579,6 +615,15 @@ class QueueMachine(ConformanceMachine):
         one)."""
         if rarely == 0:
             self.deinit(i, thread)
+
+    def refuse_and_recover(self, i: int) -> None:
+        """Fill queue ``i``, have a push refused, take one action and push into the room
+        (AQ-PUSH-FULL, ERR-QUEUE-FULL-RECOVER)."""
+        while not self.queues[i].model.full:
+            self.push_one(i, "main", KINDS[0], False, self.message(False))
+        self.push_one(i, "main", KINDS[1], False, self.message(False))
+        self.pop(i, "main", blocking=False)
+        self.push_one(i, "main", KINDS[2], False, self.message(False))
 
     def deinit(self, i: int, thread: str) -> None:
         q = self.queues[i]
@@ -596,13 +641,16 @@ class QueueMachine(ConformanceMachine):
 
     def close(self) -> None:
         """Deinit each open queue, parking a pop (or a push on a full queue) first, so every
-        example checks a deinit that wakes a waiter."""
+        example checks a deinit that wakes a waiter; a queue that never refused a push is
+        filled, refused and recovered first."""
         for i, q in enumerate(self.queues):
             if q.model.closed:
                 continue
             if self.failed:
                 self.send("queue.deinit", self.idle(), DEFAULT_WAIT_MS, queue=q.handle)
                 continue
+            if not q.model.refused and not self.parked_on(i, "push"):
+                self.refuse_and_recover(i)
             if len(self.parked) < MAX_PARKED and not q.model.items:
                 self.pop_waits(i, self.idle("w1"))
             elif len(self.parked) < MAX_PARKED and q.model.full:
@@ -798,7 +846,7 @@ class PoolMachine(ConformanceMachine):
 # -- the cases ------------------------------------------------------------------------------
 
 
-@case(
+_QUEUE_RULES = (
     "AQ-INIT",
     "AQ-LEN",
     "AQ-PUSH-FULL",
@@ -816,11 +864,24 @@ class PoolMachine(ConformanceMachine):
     "MEM-QUEUE-MESSAGE",
     "ERR-QUEUE-FULL-RECOVER",
     "THR-QUEUE-ANY-THREAD",
-    features=QUEUE_FEATURES,
 )
+
+
+@case(*_QUEUE_RULES, features=QUEUE_FEATURES)
 def stateful_queue(t: Tester) -> None:
     """Generated workloads on two queues against ``ActionQueueObject``."""
     explore(t, QueueMachine)
+
+
+class CountingQueueMachine(QueueMachine):
+    counters = True
+
+
+@case(*_QUEUE_RULES, "AQ-WAITERS", "AQ-COUNTERS", features=(*QUEUE_FEATURES, "queue.counters"))
+def stateful_queue_counters(t: Tester) -> None:
+    """The workloads of :func:`stateful_queue`, each observation reading the counters too:
+    a ``try_pop`` or a timed wait that leaves a count behind shows as a wrong count."""
+    explore(t, CountingQueueMachine)
 
 
 @case(
@@ -1141,8 +1202,13 @@ ACTIONS = st.sampled_from(
         ("CVarNative", b"native"),
         ("CVarLua", b"OnB\x00s_name\x00a\x00b"),
         ("CVarLua", b"Nowhere\x00s_name\x00a\x00b"),
+        # Malformed: 0, 1, 2 and 5 NULs, an empty message and a trailing NUL.
+        ("CVarLua", b"OnB s_name a b"),
+        ("CVarLua", b"OnB\x00s_name"),
         ("CVarLua", b"OnB\x00only\x00three"),
-        ("CVarLua", b"OnB\x00a\x00b\x00c\x00d"),
+        ("CVarLua", b"OnB\x00a\x00b\x00c\x00d\x00e"),
+        ("CVarLua", b""),
+        ("CVarLua", b"OnB\x00s_name\x00a\x00b\x00"),
     )
 )
 

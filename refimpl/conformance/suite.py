@@ -14,6 +14,7 @@ from refimpl.conformance import (
     suite_mutant_gaps,
     suite_porting,
     suite_sandbox,
+    suite_sandbox_hardened,
     suite_system,
 )
 from refimpl.conformance.cases import CASES, Case, CaseResult, Tester, case, run_case
@@ -34,5 +35,6 @@ __all__ = [
     "suite_mutant_gaps",
     "suite_porting",
     "suite_sandbox",
+    "suite_sandbox_hardened",
     "suite_system",
 ]

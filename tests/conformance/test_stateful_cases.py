@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from refimpl.action_queue import ActionQueue
+from refimpl.action_queue import Action, ActionQueue
 from refimpl.allocator import TrackingAllocator
 from refimpl.conformance import levels, stateful
 from refimpl.conformance.cases import CASES, Case, CaseResult, run_case
@@ -195,6 +195,29 @@ def test_a_lost_wake_up_fails_the_wake_without_shrinking(
     (lost,) = [e for e in events if e.divergence is not None]
     assert lost.finish is not None and lost.answer == {"status": "pending"}
     assert lost.divergence is not None and lost.divergence.one_of
+
+
+class DeadlineIgnoredQueue(ActionQueue):
+    """A ``pop`` that waits without its deadline."""
+
+    def pop(self, timeout: float | None = None) -> Action | None:
+        return super().pop(None)
+
+
+@pytest.mark.spec("DRV-STATEFUL", "DRV-TRANSCRIPT")
+def test_a_call_that_must_finish_and_blocks_fails_its_rule_without_shrinking(
+    quick: levels.Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call the model says finishes, still blocked after the client's budget, fails the
+    check of the rule it exercises (not a stopped case), and the example is saved unshrunk."""
+    monkeypatch.setattr(stateful, "HANG_S", 0.5)
+    components = replace(REFIMPL, name="no-deadline", queue=DeadlineIgnoredQueue)
+    result = run(machine("stateful_queue"), InProcess(components))
+    assert result.outcome == "fail" and result.rule == "AQ-POP-TIMEOUT", result.message
+    assert "a call that must finish stayed blocked" in result.message
+    _, events = load(quick.failure_file("stateful_queue"))
+    (stuck,) = [e for e in events if e.divergence is not None]
+    assert stuck.op == "queue.pop" and stuck.answer == {"status": "pending"}
 
 
 @pytest.mark.spec("HC-STRESS", "DRV-LEVELS")
