@@ -176,9 +176,10 @@ class EngineLike(Protocol):
     def system_deinit(self) -> None: ...
     def input_set_key(self, key: str, pressed: bool) -> None: ...
     def input_set_mouse(self, x: float, y: float) -> None: ...
-    def close(self, timeout: float | None = None) -> int:
-        """Close everything (ENG-CLOSE-ORDER); the number of scripts still running when
-        ``timeout`` ran out (ENG-CLOSE-TIMEOUT)."""
+    def close(self, timeout: float | None = None) -> tuple[bytes, ...]:
+        """Close everything (ENG-CLOSE-ORDER); one entry per script still running when
+        ``timeout`` ran out, its first bytes where the implementation names them
+        (ENG-CLOSE-TIMEOUT)."""
         ...
 
 
@@ -307,8 +308,8 @@ class ReferenceEngine:
     def input_set_mouse(self, x: float, y: float) -> None:
         self.engine.input.set_mouse_pos(x, y)
 
-    def close(self, timeout: float | None = None) -> int:
-        return len(self.engine.close(timeout=timeout).stuck)
+    def close(self, timeout: float | None = None) -> tuple[bytes, ...]:
+        return self.engine.close(timeout=timeout).stuck
 
 
 def _register(registry: CVarRegistry, spec: CVarSpec) -> None:

@@ -509,7 +509,7 @@ class Server:
         try:
             stuck = record.engine.close(timeout=timeout)
             if stuck:
-                print(f"driver: engine closed with {stuck} script(s) stuck", file=sys.stderr)
+                print(f"driver: engine closed with scripts stuck: {stuck}", file=sys.stderr)
         except Exception as exc:  # the session is ending: report, never raise
             print(f"driver: engine close failed: {exc!r}", file=sys.stderr)
         finally:

@@ -676,11 +676,13 @@ class CEngine:
     def input_set_mouse(self, x: float, y: float) -> None:
         raise _not_provided("bindings.input")
 
-    def close(self, timeout: float | None = None) -> int:
+    def close(self, timeout: float | None = None) -> tuple[bytes, ...]:
+        """The header counts the scripts left running and does not name them: one empty entry
+        each."""
         stuck = ctypes.c_size_t()
         self._call(lambda e: self._fns.close(e, _ms(timeout), ctypes.byref(stuck)))
         self._closed, self._stuck = True, stuck.value
-        return stuck.value
+        return (b"",) * stuck.value
 
 
 LEVELS = {b"debug": logging.DEBUG, b"info": logging.INFO, b"warning": logging.WARNING}
