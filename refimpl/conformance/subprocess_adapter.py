@@ -68,7 +68,8 @@ class Subprocess:
             target=self._drain_stderr, name="driver-stderr", daemon=True
         )
         self._stderr_reader.start()
-        threading.Thread(target=self._read, name="driver-stdout", daemon=True).start()
+        self._stdout_reader = threading.Thread(target=self._read, name="driver-stdout", daemon=True)
+        self._stdout_reader.start()
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
@@ -109,7 +110,11 @@ class Subprocess:
                 self._proc.stdin.write(data + b"\n")
                 self._proc.stdin.flush()
             except (ValueError, OSError) as exc:
-                raise DriverCrashed(f"driver's input is closed: {exc}") from exc
+                # A driver that exited: report its exit status and standard error, which the
+                # output reader collects once the process has ended (DRV-CLIENT-CRASH).
+                self._stdout_reader.join(5.0)
+                why = self._book.broken or f"driver's input is closed: {exc}"
+                raise DriverCrashed(why) from exc
 
     def raw_answer(self, rid: Json, index: int = 0, timeout_s: float = 10.0) -> JsonObject:
         return self._book.wait(rid, index, timeout_s)
