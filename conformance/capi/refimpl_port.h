@@ -107,7 +107,9 @@ typedef struct refimpl_allocator {
  * driver's hello lists exactly these; the driver refuses a library that declares an unknown
  * feature or lacks a function of a feature it declares. "allocator.fail_at" declares that
  * every allocation of the ownership table goes through the vtable and that a NULL from it is
- * answered REFIMPL_OUT_OF_MEMORY with nothing leaked (ERR-OOM).
+ * answered REFIMPL_OUT_OF_MEMORY with nothing leaked (ERR-OOM). "sandbox" (every Lua state
+ * sandboxed as the SBX rules say) and "bindings.ecs" (the ecs Lua module) bring no functions:
+ * scripts run through the engine group check them, so they need "engine".
  * refimpl_port_name: the implementation's name, for hello's "implementation".
  */
 const char *const *refimpl_port_features(void);

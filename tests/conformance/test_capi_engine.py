@@ -33,7 +33,7 @@ ENGINE_FEATURES = (
 )
 # What the bridge declares: the engine group, the groups its queue and pool are served
 # through, and the allocator failures its engine survives.
-FEATURES = (*ENGINE_FEATURES, "allocator.fail_at", "pool", "queue")
+FEATURES = (*ENGINE_FEATURES, "allocator.fail_at", "pool", "queue", "sandbox", "bindings.ecs")
 # The cases of the features the bridge declares, and the rules they cite.
 BRIDGE_CASES = [c for c in CASES if c.features <= {*FEATURES, CORE}]
 BRIDGE_RULES = sorted({rule for c in BRIDGE_CASES for rule in c.rules})

@@ -83,10 +83,17 @@ SYMBOLS: dict[str, tuple[str, ...]] = {
     ),
     "engine.limits": (),
     "engine.callback_raises": (),
+    # Properties of the port's Lua states, checked by scripts: no functions of their own.
+    "sandbox": (),
+    "bindings.ecs": (),
 }
 # The engine's queue and pool are served through their groups, and engine.execute leases a
-# state waiting at most its timeout (DRV-CAPI-ENGINE).
-REQUIRES = {"engine": ("queue", "pool", "pool.timeout")}
+# state waiting at most its timeout (DRV-CAPI-ENGINE); the states' properties need an engine.
+REQUIRES = {
+    "engine": ("queue", "pool", "pool.timeout"),
+    "sandbox": ("engine",),
+    "bindings.ecs": ("engine",),
+}
 
 
 class PortError(Exception):
