@@ -634,6 +634,10 @@ def _mutants() -> dict[str, Mutant]:
     def m(name: str, rule: str, bug: str, components: Components) -> Mutant:
         return Mutant(name, rule, bug, replace(components, name=name))
 
+    def states(name: str, rule: str, bug: str, state_type: type[LuaState]) -> Mutant:
+        """A mutant whose engines make their Lua states of ``state_type``."""
+        return m(name, rule, bug, replace(REFIMPL, engine=_engine_with_states(state_type)))
+
     found = [
         m(
             "unbounded-queue",
@@ -731,11 +735,11 @@ def _mutants() -> dict[str, Mutant]:
             "every state gets io, os.execute, debug, require and package",
             replace(REFIMPL, engine=_engine_with_states(LuaState, host_libraries=True)),
         ),
-        m(
+        states(
             "load-accepts-binary",
             "SBX-LOAD-TEXT",
             "the sandbox's load passes the caller's mode through, so bytecode loads",
-            replace(REFIMPL, engine=_engine_with_states(BinaryLoadState)),
+            BinaryLoadState,
         ),
         m(
             "deinit-wakes-one",
@@ -827,35 +831,35 @@ def _mutants() -> dict[str, Mutant]:
             "the Lua error text is cut at its first NUL byte",
             replace(REFIMPL, execute=_execute_cut_at_nul),
         ),
-        m(
+        states(
             "console-set-first-word",
             "LB-CONSOLE-EXECUTE",
             "console set keeps only the first word of the value",
-            replace(REFIMPL, engine=_engine_with_states(ConsoleFirstWordState)),
+            ConsoleFirstWordState,
         ),
-        m(
+        states(
             "gc-metatable-accepted",
             "SBX-NO-FINALIZERS",
             "setmetatable takes a metatable with __gc, so sandboxed code runs as a finaliser",
-            replace(REFIMPL, engine=_engine_with_states(FinalizerState)),
+            FinalizerState,
         ),
-        m(
+        states(
             "xpcall-handler-after-limit",
             "SBX-HANDLER-AFTER-LIMIT",
             "xpcall's message handler runs for the spent budget's own error",
-            replace(REFIMPL, engine=_engine_with_states(HandlerAfterLimitState)),
+            HandlerAfterLimitState,
         ),
-        m(
+        states(
             "rawset-overwrites-prelude",
             "SBX-PRELUDE-FIXED",
             "rawset(_G, name, v) replaces a global the prelude defined",
-            replace(REFIMPL, engine=_engine_with_states(RawsetGlobalState)),
+            RawsetGlobalState,
         ),
-        m(
+        states(
             "module-fields-writable",
             "SBX-PROTECTED-FIELDS",
             "a read-only library view takes assignments, which later leases see",
-            replace(REFIMPL, engine=_engine_with_states(WritableModuleState)),
+            WritableModuleState,
         ),
     ]
     return {mutant.name: mutant for mutant in found}
