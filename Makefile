@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo check lint types test spec trace clean soak oom-sweep property-thorough bench conformance mutation cport
+.PHONY: demo check lint types bytecode test spec trace clean soak oom-sweep property-thorough bench conformance mutation cport
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(PY) -m mypy
 
+# Every conformance case starts a fresh driver process: compiled modules spare each one
+# compiling refimpl/ anew where PYTHONDONTWRITEBYTECODE is set (compileall writes regardless).
+bytecode: $(STAMP)
+	$(PY) -m compileall -q refimpl
+
 # One pytest worker per core; a test waits on its child processes as often as it computes.
-test: $(STAMP)
+test: bytecode
 	$(PY) -m pytest -n auto --dist worksteal
 
 # The example C port (examples/c-port) as the shared library the C ABI driver loads.
@@ -41,6 +46,7 @@ trace: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .hypothesis
+	find refimpl -name __pycache__ -prune -exec rm -rf {} +
 	$(MAKE) -C examples/c-port clean
 
 # The full soak (not part of `check`): 20,000 hostile scripts; prints the balanced counters.
@@ -65,7 +71,7 @@ bench: $(STAMP)
 #   make conformance CONFORMANCE_ARGS="--replay build/conformance/failures/stateful_queue-0.jsonl"
 DRIVER ?= python -m refimpl.driver
 LEVEL ?= standard
-conformance: $(STAMP)
+conformance: bytecode
 	$(PY) -m refimpl.conformance --driver "$(DRIVER)" --level $(LEVEL) $(CONFORMANCE_ARGS)
 
 # Mutation score of the conformance suite over refimpl/ with mutmut, in process and, for every

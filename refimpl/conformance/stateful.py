@@ -704,18 +704,19 @@ class PoolMachine(ConformanceMachine):
     @rule(
         i=st.integers(0, 1),
         thread=st.sampled_from(THREADS),
-        how=st.sampled_from(("try_acquire", "acquire", "timeout")),
+        how=st.sampled_from(("try_acquire", "acquire", "timeout", "now")),
     )
     def acquire(self, i: int, thread: str, how: str) -> None:
-        """``try_acquire``, ``acquire`` with a short timeout, or ``acquire`` with a free
-        resource: all finish within the step."""
+        """``try_acquire``, ``acquire`` with a short or a zero timeout, or ``acquire`` with a
+        free resource: all finish within the step."""
         p = self.pools[i]
         if how == "acquire" and (p.model.available == 0 and not p.model.closed):
             if len(self.parked) < MAX_PARKED:
                 self.acquire_parks(i, thread)
             return
         op = "pool.try_acquire" if how == "try_acquire" else "pool.acquire"
-        extra: dict[str, Json] = {"timeout_ms": SHORT_MS} if how == "timeout" else {}
+        timeouts: dict[str, Json] = {"timeout": SHORT_MS, "now": 0}
+        extra: dict[str, Json] = {"timeout_ms": timeouts[how]} if how in timeouts else {}
         got = self.call(op, thread, pool=p.handle, **extra)
         if p.model.closed:
             self.judge("SP-AFTER-DEINIT", got, [err("ShutDown")], f"{op} after deinit")

@@ -401,8 +401,12 @@ def pool_acquire_timeout(t: Tester) -> None:
     r = t.call("pool.acquire", pool=p)
     with t.checking("SP-ACQUIRE-TIMEOUT"):
         t.fails("StatePoolExhausted", "pool.acquire", pool=p, timeout_ms=30)
+        # A zero timeout does not wait, and is still an acquire: exhausted, never "none".
+        t.fails("StatePoolExhausted", "pool.acquire", pool=p, timeout_ms=0)
         t.call("pool.release", pool=p, resource=r)
         t.equal(t.call("pool.acquire", pool=p, timeout_ms=30), r, "acquire once released")
+        t.call("pool.release", pool=p, resource=r)
+        t.equal(t.call("pool.acquire", pool=p, timeout_ms=0), r, "acquire(0) with one free")
 
 
 @case("SP-ACQUIRE-BLOCKS", "SP-RELEASE", "THR-POOL-ANY-THREAD", features=POOL)

@@ -380,9 +380,12 @@ class PoolFunctions:
             self._new(ctypes.byref(vtable), capacity, create, destroy, None, ctypes.byref(out))
         )
 
+    def try_acquire(self, p: int, out: ctypes.c_void_p) -> int:
+        return int(self._try_acquire(p, ctypes.byref(out)))
+
     def acquire(self, p: int, timeout_ms: int, out: ctypes.c_void_p) -> int:
-        if timeout_ms == 0:
-            return int(self._try_acquire(p, ctypes.byref(out)))
+        """``acquire`` waiting at most ``timeout_ms``; 0 does not wait but, unlike
+        ``try_acquire``, answers STATE_POOL_EXHAUSTED when none is free (SP-ACQUIRE-TIMEOUT)."""
         if timeout_ms == FOREVER:
             return int(self._acquire(p, ctypes.byref(out)))
         if not self.timeout:

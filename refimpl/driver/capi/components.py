@@ -281,17 +281,19 @@ class CPool(Generic[R]):
             return self._fns.available(p)
 
     def acquire(self, timeout: float | None = None) -> R:
-        resource = self._acquire(_ms(timeout))
-        assert resource is not None  # only try_acquire answers none
+        timeout_ms = _ms(timeout)
+        resource = self._leased(lambda p, out: self._fns.acquire(p, timeout_ms, out))
+        if resource is None:
+            raise ProtocolError(ProtocolCode.INTERNAL, "the port's acquire answered OK and none")
         return resource
 
     def try_acquire(self) -> R | None:
-        return self._acquire(0)
+        return self._leased(self._fns.try_acquire)
 
-    def _acquire(self, timeout_ms: int) -> R | None:
+    def _leased(self, call: Callable[[int, ctypes.c_void_p], int]) -> R | None:
         out = ctypes.c_void_p()
         with self.object.inside() as p:
-            checked(lambda: self._fns.acquire(p, timeout_ms, out))
+            checked(lambda: call(p, out))
         if not out.value:
             return None
         return self._resource_at(out.value)
