@@ -20,6 +20,7 @@ from refimpl.conformance.cases import PASSED
 from refimpl.conformance.implementation import Err, Ok, Pending
 from refimpl.conformance.report import NA, PASS, Profile, classify, load_rules
 from refimpl.conformance.sessions import handshake, run_cases
+from refimpl.conformance.stress import stress
 from refimpl.conformance.subprocess_adapter import Subprocess, command_line
 from refimpl.conformance.suite import CASES
 from refimpl.driver.capi.abi import ERROR_CODES, raise_for
@@ -114,6 +115,16 @@ def test_c_port_passes_every_case_of_its_features(library: Path) -> None:
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.timeout(120)
+@pytest.mark.spec("HC-STRESS", "DRV-CAPI-THREADS")
+def test_c_port_histories_under_stress_are_linearizable(driver: Subprocess) -> None:
+    """Random concurrent workloads on the port's queue and pool through the C ABI (calls on
+    up to six logical threads at once, zero and short timeouts) give linearizable histories."""
+    lines: list[str] = []
+    assert stress(driver, 3_000, 0, lines.append), "\n".join(lines)
+    assert lines[-1].endswith("0 illegal, 0 unknown (seed 0)"), lines[-1]
+
+
 @pytest.mark.spec("DRV-CAPI-FEATURES", "DRV-HELLO")
 def test_hello_lists_exactly_the_declared_features(driver: Subprocess) -> None:
     hello = driver.hello()
