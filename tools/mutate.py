@@ -397,6 +397,19 @@ def save(results: dict[str, list[Mutant]]) -> None:
     (OUT / "report.md").write_text(report(results))
 
 
+def run_in_process(module: str, every: int, results: dict[str, list[Mutant]]) -> list[str]:
+    """Run ``module``'s mutants (every ``every``-th, or all) in process; store their verdicts
+    and return the names run, sorted."""
+    chosen = mutant_names(module)[::every] if every > 1 else []
+    run_mutmut(chosen or [f"refimpl.{module}.*"], through_driver=False)
+    codes = exit_codes(module)
+    statuses = {name: status(codes[name]) for name in chosen or sorted(codes)}
+    mode = f"in process, every {every}th" if chosen else "in process"
+    results[f"{module}:{mode}"] = list(classify(module, statuses, mode))
+    save(results)
+    return sorted(statuses)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help="module names (default: every one)")
@@ -408,6 +421,11 @@ def main() -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="classify the stored results again"
     )
+    parser.add_argument(
+        "--driver-only",
+        action="store_true",
+        help="skip the in-process pass: run the sample of mutants generated before via driver",
+    )
     options = parser.parse_args()
     results = load()
     if options.report_only:
@@ -415,15 +433,14 @@ def main() -> int:
             module, mode = key.split(":")
             results[key] = list(classify(module, {m.name: m.status for m in mutants}, mode))
     for module in [] if options.report_only else options.modules or modules():
-        chosen = mutant_names(module)[:: options.every] if options.every > 1 else []
-        run_mutmut(chosen or [f"refimpl.{module}.*"], through_driver=False)
-        codes = exit_codes(module)
-        statuses = {name: status(codes[name]) for name in chosen or sorted(codes)}
-        mode = f"in process, every {options.every}th" if chosen else "in process"
-        results[f"{module}:{mode}"] = list(classify(module, statuses, mode))
-        save(results)
         step = 1 if options.driver_all else options.sample
-        sample = sorted(statuses)[::step] if step > 0 else []
+        if options.driver_only:
+            names = mutant_names(module)
+            if not names:
+                parser.error(f"no mutants of {module} yet: run it in process first")
+            sample = names[::step] if step > 0 else []
+        else:
+            sample = run_in_process(module, options.every, results)[::step] if step > 0 else []
         if sample:
             run_mutmut(sample, through_driver=True)
             codes = exit_codes(module)
