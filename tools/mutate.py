@@ -438,9 +438,9 @@ def main() -> int:
             names = mutant_names(module)
             if not names:
                 parser.error(f"no mutants of {module} yet: run it in process first")
-            sample = names[::step] if step > 0 else []
         else:
-            sample = run_in_process(module, options.every, results)[::step] if step > 0 else []
+            names = run_in_process(module, options.every, results)
+        sample = names[::step] if step > 0 else []
         if sample:
             run_mutmut(sample, through_driver=True)
             codes = exit_codes(module)
