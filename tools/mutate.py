@@ -36,7 +36,10 @@ NOT_RUN = {0: "survived", 5: "no tests", 33: "no tests"}
 OPERATORS = (ast.operator, ast.cmpop, ast.boolop, ast.unaryop)
 # The refimpl's own helpers that only log their text argument, or only put it in an exception.
 LOGGERS = {"_drop"}
-TEXT_ONLY = {"_check_main": "the operation's name, which only the ThreadAffinityError text shows"}
+TEXT_ONLY = {
+    "_check_main": "the operation's name, which only the ThreadAffinityError text shows",
+    "check_text": "the field's label, which only the exception's text shows",
+}
 WORDED = 10  # a log text is worded by the spec when a piece this long is in a quoted span
 LOG_CALLS = {"debug", "info", "warning", "error", "exception"}
 
@@ -77,6 +80,18 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "return Buffer(self, serial, tag, threading.current_thread().name, data)",
     ): "the tag and the allocating thread's name are " + DESCRIPTION,
     ("ScriptingSystem.__init__", "self._closed = False"): TRUTH_ONLY,
+    (
+        "CVarRegistry._check_bounds",
+        "if isinstance(value, bool) or not isinstance(value, int | float):",
+    ): (
+        "only int and float CVars have bounds (register refuses them on the others, "
+        "CV-REGISTER-TYPE), so a bool or str value reaches no comparison either way"
+    ),
+    (
+        "_allocate_event",
+        "for text, tag in ((change.name, 'event.name'), (change.old, 'event.old_value'), "
+        "(change.new, 'event.new_value'), (change.on_change_lua, 'event.on_change_lua')):",
+    ): LEDGER_TAG,
     ("LuaState._call_kernel", "return (False if name == b'run' else b'error', MEMORY_ERROR)"): (
         "for `run` the caller tests `ok is True`: False and b'error' both read as a failure"
     ),
@@ -119,6 +134,10 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ),
 }
 EXPLAINED: dict[tuple[str, ...], str] = {
+    ("CVarRegistry.set_from_string", "check_text('value', value, InvalidValue)", "None"): (
+        "the code answered for a value with no UTF-8 form (a lone surrogate), which only JSON's "
+        "surrogate escapes could carry to a driver: CV-TEXT-UTF8 is not portable"
+    ),
     ("ScriptRunner.enqueue_script", "self.allocator.free(copy)"): (
         "runs only when deinit lands between the two checks of enqueue_script, a race no case "
         "can schedule through the protocol"
@@ -165,6 +184,13 @@ def mutant_names(module: str) -> list[str]:
     if not (ROOT / "mutants" / "refimpl" / f"{module}.py.meta").exists():
         return []
     return sorted(exit_codes(module))
+
+
+def called_name(call: ast.Call) -> str:
+    """The name a call is made by: ``f`` of ``f(...)`` and of ``obj.f(...)``."""
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return call.func.id if isinstance(call.func, ast.Name) else ""
 
 
 def status(code: int | None) -> str:
@@ -251,11 +277,10 @@ def unobservable(
     for node in parents:
         if (
             isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in TEXT_ONLY
+            and (name := called_name(node)) in TEXT_ONLY
             and is_text(original)
         ):
-            return TEXT_ONLY[node.func.attr]
+            return TEXT_ONLY[name]
     calls = [p for p in (*parents, original) if is_log_call(p)]
     if calls and isinstance(calls[-1], ast.Call) and calls[-1].args:
         literal = ast.unparse(calls[-1].args[0]).strip("'\"f")

@@ -707,6 +707,13 @@ def cvar_register_type(t: Tester) -> None:
         _refused(t, e, "i", ("2.5",), "3")
         _set(t, e, "f", "2")
         t.equal(_get(t, e, "f"), "2.0", "a float CVar set from '2'")
+        bounded: list[tuple[str, JsonObject]] = [
+            ("s", {"name": "s", "default": "x", "min": 1}),
+            ("b", {"name": "b", "default": True, "max": 1}),
+        ]
+        for name, spec in bounded:
+            t.fails("InvalidArgument", "engine.cvar_register", engine=e["engine"], cvar=spec)
+            t.fails("UnknownCVar", "engine.cvar_get", engine=e["engine"], name=name)
     t.close_engine(e)
 
 
