@@ -25,8 +25,9 @@ DEFAULT_OUT = Path("build/conformance")
 @dataclass(frozen=True)
 class Level:
     """The sizes one level sets: Hypothesis examples per stateful machine, steps per example,
-    calls per thread in a recorded history, operations of a ``--stress`` run, and how many examples
-    may be run to shrink a failing one (a count, not a time, so a seed gives one result)."""
+    calls per thread in a recorded history, operations of a ``--stress`` run, how many examples
+    may be run to shrink a failing one (a count, not a time, so a seed gives one result), and
+    each case's time budget."""
 
     name: str
     examples: int
@@ -34,6 +35,7 @@ class Level:
     history_calls: int
     stress_ops: int
     shrink_examples: int
+    case_budget_s: float = 120.0
 
 
 LEVELS = {
@@ -41,7 +43,15 @@ LEVELS = {
     for level in (
         Level("quick", 15, 20, history_calls=8, stress_ops=2_000, shrink_examples=40),
         Level("standard", 50, 40, history_calls=20, stress_ops=20_000, shrink_examples=200),
-        Level("thorough", 400, 80, history_calls=100, stress_ops=200_000, shrink_examples=1_000),
+        Level(
+            "thorough",
+            400,
+            80,
+            history_calls=100,
+            stress_ops=200_000,
+            shrink_examples=1_000,
+            case_budget_s=1_800.0,
+        ),
     )
 }
 DEFAULT = "standard"

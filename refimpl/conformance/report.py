@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser().parse_args(argv)
     if options.jobs < 1:
         parser().error("--jobs must be at least 1")
-    levels.configure(options.level, options.seed, options.out)
+    run = levels.configure(options.level, options.seed, options.out)
     if options.replay is not None or options.stress is not None:
         try:
             if options.replay is not None:
@@ -408,7 +408,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = [c for c in cases if not set(c.rules) <= profile.not_applicable]
     jobs = options.jobs if driver else 1  # in process, cases share one logging tree
     if plan is not None:
-        results = run_cases(cases, session, plan, jobs=jobs, shared=options.session)
+        results = run_cases(
+            cases,
+            session,
+            plan,
+            jobs=jobs,
+            shared=options.session,
+            budget_s=run.level.case_budget_s,
+        )
     else:
         results = [CaseResult(c, STOPPED, (), refused, 0.0, "DriverCrashed") for c in cases]
     seconds = time.monotonic() - started

@@ -127,6 +127,15 @@ class ShrinkBudgetSpent(Exception):
     """Shrinking ran out of examples: the smallest failing example so far is reported."""
 
 
+class TimeBudgetSpent(Exception):
+    """Too little of the case's time is left for another example: what held so far stands."""
+
+
+# No new example starts with less than this left of the case's budget, so a slow port ends
+# its exploration with a verdict instead of running out of time in the middle of an example.
+EXAMPLE_RESERVE_S = 30.0
+
+
 class Exploration:
     """One case's run of one machine: the case's tester, a recording and a tester of its own
     for each example, the tally of checks that held, and the latest failing example (while
@@ -146,11 +155,16 @@ class Exploration:
         self.first_failure = 0  # the number of the first failing example
         self.stopped = ""
         self.hung = False  # a call the model says finishes stayed blocked
+        self.out_of_time = False  # no example started after the case's time ran short
 
     def begin(self) -> tuple[Recording, Tester]:
         """A new example: a fresh recording, and fresh thread names if the last example left
         a call blocked on one of its threads. Past the shrinking budget, stop."""
         self._tally()
+        if self.failing is None and self.t.deadline - time.monotonic() < EXAMPLE_RESERVE_S:
+            self.stopped = f"exploration stopped after {self.examples} examples: the case's time"
+            self.out_of_time = True
+            raise Abort(TimeBudgetSpent(self.stopped))
         if self.failing is not None and self.hung:
             self.stopped = "shrinking stopped: a call that must finish stayed blocked"
             raise Abort(ShrinkBudgetSpent(self.stopped))
@@ -189,7 +203,7 @@ class Exploration:
             if self.held[name] and name not in {c.rule for c in failed}:
                 detail = (
                     f"{self.held[name]} comparisons held over {self.examples} examples "
-                    f"({self.requests} requests)"
+                    f"({self.requests} requests)" + (f"; {self.stopped}" if self.stopped else "")
                 )
                 self.t.checks.append(Check(name, HELD, detail))
         if failing is None or not failed:
@@ -380,6 +394,10 @@ def explore(t: Tester, machine: Callable[[Exploration], ConformanceMachine]) -> 
         failure = next((e for e in inner if isinstance(e, Exception)), flaky)
     except Exception as exc:
         failure = exc
+    if ex.out_of_time:
+        # Hypothesis may replay the example the time stop cut short, find that it drew less
+        # and call the test flaky: the stop is what happened, and what held so far stands.
+        failure = None
     # Stopping Hypothesis mid-shrink surfaces as its own error: the example is ours anyway.
     steps = [ex.stopped] if ex.stopped else [str(n) for n in getattr(failure, "__notes__", [])]
     failed = ex.fold(steps)

@@ -220,6 +220,23 @@ def test_a_call_that_must_finish_and_blocks_fails_its_rule_without_shrinking(
     assert stuck.op == "queue.pop" and stuck.answer == {"status": "pending"}
 
 
+@pytest.mark.spec("DRV-STATEFUL", "DRV-LEVELS")
+def test_exploration_ends_with_a_verdict_when_the_case_time_runs_short(
+    quick: levels.Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No new example starts when too little of the case's budget is left: the case passes on
+    what held, and says that it stopped early."""
+    monkeypatch.setattr(stateful, "EXAMPLE_RESERVE_S", 39.5)
+    impl = InProcess()
+    impl.hello()
+    try:
+        result = run_case(machine("stateful_queue"), impl, budget_s=40.0)
+    finally:
+        impl.close()
+    assert result.outcome == "pass", result.message
+    assert result.checks and all("the case's time" in k.detail for k in result.checks)
+
+
 @pytest.mark.spec("HC-STRESS", "DRV-LEVELS")
 def test_stress_from_the_command_line_takes_the_levels_size(
     capsys: pytest.CaptureFixture[str],
