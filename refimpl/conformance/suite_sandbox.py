@@ -7,7 +7,7 @@ where a state could differ from the next.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from refimpl.conformance.cases import Tester, b, case, obj, text, unb
 from refimpl.conformance.suite_system import _done, _release, _states
@@ -75,17 +75,26 @@ def _run(t: Tester, state: Json, script: str | bytes) -> JsonObject:
     return obj(t.call("lua.execute", state=state, script=b(script), allocator=alloc))
 
 
-def _ok_everywhere(t: Tester, e: JsonObject, script: str, what: str) -> None:
-    """Run ``script`` on every state of the pool; each run must succeed (a check of the
-    calling case's rule)."""
+def _on_every_state(t: Tester, e: JsonObject, probe: Callable[[Json], None]) -> None:
+    """Lease every state of the engine's pool, run ``probe`` on each, and give them back."""
     states = _states(t, e)
     try:
         for s in states:
-            result = _run(t, s, script)
-            if result.get("success") is not True:
-                t.fail(f"{what} (state {s}): {unb(result['message'])!r}")
+            probe(s)
     finally:
         _release(t, e, states)
+
+
+def _ok_everywhere(t: Tester, e: JsonObject, script: str, what: str) -> None:
+    """Run ``script`` on every state of the pool; each run must succeed (a check of the
+    calling case's rule)."""
+
+    def probe(s: Json) -> None:
+        result = _run(t, s, script)
+        if result.get("success") is not True:
+            t.fail(f"{what} (state {s}): {unb(result['message'])!r}")
+
+    _on_every_state(t, e, probe)
 
 
 def _holds_everywhere(t: Tester, rule: str, script: str, what: str, **engine: Json) -> None:

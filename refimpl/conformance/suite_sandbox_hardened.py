@@ -8,9 +8,15 @@ of the pool, through ``lua.execute`` on the engine's main thread or a worker's s
 from __future__ import annotations
 
 from refimpl.conformance.cases import Tester, b, case, unb
-from refimpl.conformance.suite_sandbox import LIMITED, SANDBOX, _ok_everywhere, _run
-from refimpl.conformance.suite_system import _release, _states
-from refimpl.driver.wire import JsonObject
+from refimpl.conformance.suite_sandbox import (
+    LIMITED,
+    SANDBOX,
+    _all_fail,
+    _ok_everywhere,
+    _on_every_state,
+    _run,
+)
+from refimpl.driver.wire import Json, JsonObject
 
 PRELUDE = """
 function Fixed() return 'fixed' end
@@ -23,15 +29,14 @@ SPIN = "for i = 1, 1e9 do end"
 
 def _fails_everywhere(t: Tester, e: JsonObject, script: str, part: str, what: str) -> None:
     """``script`` fails on every state with an error text holding ``part``."""
-    states = _states(t, e)
-    try:
-        for s in states:
-            result = _run(t, s, script)
-            message = unb(result["message"]) if result.get("success") is False else b""
-            if part.encode() not in message:
-                t.fail(f"{what} (state {s}): {result.get('success')!r}, {message!r}")
-    finally:
-        _release(t, e, states)
+
+    def probe(s: Json) -> None:
+        result = _run(t, s, script)
+        message = unb(result["message"]) if result.get("success") is False else b""
+        if part.encode() not in message:
+            t.fail(f"{what} (state {s}): {result.get('success')!r}, {message!r}")
+
+    _on_every_state(t, e, probe)
 
 
 @case("SBX-PRELUDE-FIXED", features=SANDBOX)
@@ -53,21 +58,16 @@ def sandbox_prelude_globals_fixed(t: Tester) -> None:
 def sandbox_prelude_tables_read_only(t: Tester) -> None:
     """Tables reachable from prelude globals are read-only views, however deep."""
     e = t.engine(prelude=[b(PRELUDE)])
+    writes = (
+        "CONFIG.extra = 1",
+        "CONFIG.depth.value = 2",
+        "rawset(CONFIG, 'extra', 1)",
+        "rawset(CONFIG.depth, 'value', 2)",
+        "setmetatable(CONFIG, {})",
+        "table.insert(CONFIG.list, 4)",
+    )
     with t.checking("SBX-PRELUDE-READONLY"):
-        for script in (
-            "CONFIG.extra = 1",
-            "CONFIG.depth.value = 2",
-            "rawset(CONFIG, 'extra', 1)",
-            "rawset(CONFIG.depth, 'value', 2)",
-            "setmetatable(CONFIG, {})",
-            "table.insert(CONFIG.list, 4)",
-        ):
-            states = _states(t, e)
-            try:
-                for s in states:
-                    t.equal(_run(t, s, script)["success"], False, f"{script!r} on state {s}")
-            finally:
-                _release(t, e, states)
+        _on_every_state(t, e, lambda s: _all_fail(t, s, writes))
         unchanged = "assert(CONFIG.extra == nil and CONFIG.depth.value == 1 and #CONFIG.list == 3)"
         _ok_everywhere(t, e, unchanged, "the tables after the tries")
     t.close_engine(e)
@@ -97,14 +97,13 @@ def sandbox_xpcall_handler_after_limit(t: Tester) -> None:
     e = t.engine(limits=BUDGET)
     with t.checking("SBX-HANDLER-AFTER-LIMIT"):
         spent = f"HANDLED = nil xpcall(function() {SPIN} end, function(m) HANDLED = 1 return m end)"
-        states = _states(t, e)
-        try:
-            for s in states:
-                t.equal(_run(t, s, spent)["success"], False, f"a spent budget on state {s}")
-                after = _run(t, s, "assert(HANDLED == nil, 'the handler ran')")
-                t.equal(after["success"], True, f"the handler after the limit on state {s}")
-        finally:
-            _release(t, e, states)
+
+        def probe(s: Json) -> None:
+            t.equal(_run(t, s, spent)["success"], False, f"a spent budget on state {s}")
+            after = _run(t, s, "assert(HANDLED == nil, 'the handler ran')")
+            t.equal(after["success"], True, f"the handler after the limit on state {s}")
+
+        _on_every_state(t, e, probe)
         caught = (
             "local ok, m = xpcall(function() error('plain', 0) end, "
             "function(m) return 'handled ' .. m end) assert(not ok and m == 'handled plain')"
@@ -119,26 +118,25 @@ def sandbox_coroutine_in_a_later_call(t: Tester) -> None:
     runs in cannot be resumed by a later call."""
     e = t.engine(limits=BUDGET)
     with t.checking("SBX-COROUTINE-LATER-CALL"):
-        states = _states(t, e)
-        try:
-            for s in states:
-                made = _run(
-                    t,
-                    s,
-                    f"CO, CO2 = coroutine.create(function() {SPIN} end), "
-                    f"coroutine.create(function() {SPIN} end)",
-                )
-                t.equal(made["success"], True, f"coroutines made on state {s}")
-                later = _run(t, s, "coroutine.resume(CO)")
-                t.equal(later["success"], False, f"a resume in a later call on state {s}")
-                kept = _run(t, s, "OWN = coroutine.running()")
-                t.equal(kept["success"], True, f"a call's own coroutine kept on state {s}")
-                resumed = _run(t, s, "local ok = coroutine.resume(OWN) assert(not ok)")
-                t.equal(resumed["success"], True, f"that coroutine is dead on state {s}")
-                spun = _run(t, s, "coroutine.wrap(function() coroutine.resume(CO2) end)()")
-                t.equal(spun["success"], False, f"a wrapped resume on state {s}")
-        finally:
-            _release(t, e, states)
+
+        def probe(s: Json) -> None:
+            made = _run(
+                t,
+                s,
+                f"CO, CO2 = coroutine.create(function() {SPIN} end), "
+                f"coroutine.create(function() {SPIN} end)",
+            )
+            t.equal(made["success"], True, f"coroutines made on state {s}")
+            later = _run(t, s, "coroutine.resume(CO)")
+            t.equal(later["success"], False, f"a resume in a later call on state {s}")
+            kept = _run(t, s, "OWN = coroutine.running()")
+            t.equal(kept["success"], True, f"a call's own coroutine kept on state {s}")
+            resumed = _run(t, s, "local ok = coroutine.resume(OWN) assert(not ok)")
+            t.equal(resumed["success"], True, f"that coroutine is dead on state {s}")
+            spun = _run(t, s, "coroutine.wrap(function() coroutine.resume(CO2) end)()")
+            t.equal(spun["success"], False, f"a wrapped resume on state {s}")
+
+        _on_every_state(t, e, probe)
     t.close_engine(e)
 
 
@@ -148,15 +146,14 @@ def sandbox_recovery_keeps_prelude(t: Tester) -> None:
     no prelude script again."""
     e = t.engine(limits=BUDGET, prelude=[b(PRELUDE)])
     with t.checking("SBX-RESET-KEEPS-PRELUDE"):
-        states = _states(t, e)
-        try:
-            for s in states:
-                hog = _run(t, s, "HOG = {} for i = 1, 1e8 do HOG[i] = {i} end")
-                t.equal(hog["success"], False, f"a call past max_memory on state {s}")
-                kept = "assert(RUNS == 1 and Fixed() == 'fixed' and CONFIG.depth.value == 1)"
-                t.equal(_run(t, s, kept)["success"], True, f"the prelude after it on state {s}")
-        finally:
-            _release(t, e, states)
+
+        def probe(s: Json) -> None:
+            hog = _run(t, s, "HOG = {} for i = 1, 1e8 do HOG[i] = {i} end")
+            t.equal(hog["success"], False, f"a call past max_memory on state {s}")
+            kept = "assert(RUNS == 1 and Fixed() == 'fixed' and CONFIG.depth.value == 1)"
+            t.equal(_run(t, s, kept)["success"], True, f"the prelude after it on state {s}")
+
+        _on_every_state(t, e, probe)
     t.close_engine(e)
 
 
