@@ -97,6 +97,14 @@ Final = Ok | Err
 Reply = Ok | Err | Pending
 
 
+@dataclass(frozen=True)
+class Resident:
+    """The resident memory of a driver's processes, in bytes: now and at its peak so far."""
+
+    now: int
+    peak: int
+
+
 class DriverFailure(Exception):
     """The driver itself failed: it hung or crashed (DRV-CLIENT-HANG, DRV-CLIENT-CRASH)."""
 
@@ -166,6 +174,11 @@ class Process(Wire, Protocol):
     def end_input(self, within_s: float) -> bool:
         """End the driver's input; whether it then exited with status 0 within ``within_s``
         (DRV-EOF). Afterwards the session is gone."""
+        ...
+
+    def resident(self) -> Resident | None:
+        """The resident memory of the driver's processes (the driver and every process it
+        started), or ``None`` where the platform does not show it (HOS-MEMORY-BOUND)."""
         ...
 
     def kill(self) -> None: ...

@@ -37,7 +37,7 @@ from refimpl.lua import (
     execute_lua_buffer,
     invoke_named_handler,
 )
-from refimpl.messages import NUL, CVarLuaMessage, encode_cvar_lua
+from refimpl.messages import ERROR_PREFIX, NUL, CVarLuaMessage, encode_cvar_lua
 from refimpl.script_runner import OnComplete, ScriptRunner, _WorkItem
 from refimpl.scripting_system import ScriptingSystem
 from refimpl.state_pool import StatePool
@@ -283,8 +283,8 @@ class ShortFloatRegistry(CVarRegistry):
 # -- runner and dispatcher bugs ------------------------------------------------------------
 
 
-class NoErrorPrefixRunner(ScriptRunner):
-    """Pushes the raw Lua error text without the ``ERROR: `` prefix."""
+class PayloadRunner(ScriptRunner):
+    """A runner whose ScriptResult payload is made by :meth:`payload` from the whole result."""
 
     def _execute(self, script: Buffer) -> bytes:
         state = self.state_pool.acquire()
@@ -293,9 +293,26 @@ class NoErrorPrefixRunner(ScriptRunner):
         finally:
             self.state_pool.release(state)
         try:
-            return bytes(result.message)
+            return self.payload(result.success, bytes(result.message))
         finally:
             self.allocator.free(result.message)
+
+    def payload(self, success: bool, message: bytes) -> bytes:
+        raise NotImplementedError
+
+
+class NoErrorPrefixRunner(PayloadRunner):
+    """Pushes the raw Lua error text without the ``ERROR: `` prefix."""
+
+    def payload(self, success: bool, message: bytes) -> bytes:
+        return message
+
+
+class UnboundedResultRunner(PayloadRunner):
+    """Pushes the whole Lua error text, however long: results are never cut at 64 KiB."""
+
+    def payload(self, success: bool, message: bytes) -> bytes:
+        return message if success else ERROR_PREFIX + message
 
 
 class LeakOnPushFailureRunner(ScriptRunner):
@@ -593,9 +610,15 @@ def _engine_with(
     return make
 
 
-def _engine_with_states(state_type: type[LuaState], host_libraries: bool = False) -> EngineFactory:
-    """An :class:`Engine` whose Lua states are of ``state_type`` (and, with ``host_libraries``,
-    whose states get the host libraries whatever limits were asked for)."""
+def _asked(limits: LuaLimits) -> LuaLimits:
+    return limits
+
+
+def _engine_with_states(
+    state_type: type[LuaState], limits_of: Callable[[LuaLimits], LuaLimits] = _asked
+) -> EngineFactory:
+    """An :class:`Engine` whose Lua states are of ``state_type`` and get the limits
+    ``limits_of`` makes of those asked for."""
 
     def make(
         workers: int,
@@ -605,7 +628,7 @@ def _engine_with_states(state_type: type[LuaState], host_libraries: bool = False
         cvars: CVarRegistry | None = None,
         limits: LuaLimits = DEFAULT_LIMITS,
     ) -> Engine:
-        limits = replace(limits, host_libraries=True) if host_libraries else limits
+        limits = limits_of(limits)
         engine = Engine(workers, queue_capacity, (), cvars=cvars, limits=limits)
         engine.pool.deinit()
         context = BindingContext(engine.cvars, engine.world, engine.input, enqueue=engine._exec)
@@ -624,6 +647,14 @@ def _engine_with_states(state_type: type[LuaState], host_libraries: bool = False
         return engine
 
     return make
+
+
+def _with_host_libraries(limits: LuaLimits) -> LuaLimits:
+    return replace(limits, host_libraries=True)
+
+
+def _without_host_bound(limits: LuaLimits) -> LuaLimits:
+    return replace(limits, max_host_bytes=1 << 62)
 
 
 def _pool(cls: type[StatePool[Token]]) -> Components:
@@ -733,7 +764,19 @@ def _mutants() -> dict[str, Mutant]:
             "host-libraries-reachable",
             "SBX-HOST-LIBS-ABSENT",
             "every state gets io, os.execute, debug, require and package",
-            replace(REFIMPL, engine=_engine_with_states(LuaState, host_libraries=True)),
+            replace(REFIMPL, engine=_engine_with_states(LuaState, _with_host_libraries)),
+        ),
+        m(
+            "results-unbounded",
+            "HOS-MEMORY-BOUND",
+            "a failed script's result carries its whole error text, however long",
+            replace(REFIMPL, engine=_engine_with(runner=UnboundedResultRunner)),
+        ),
+        m(
+            "host-bytes-unbounded",
+            "HOS-MEMORY-BOUND",
+            "the host keeps whatever one call hands it: max_host_bytes is never applied",
+            replace(REFIMPL, engine=_engine_with_states(LuaState, _without_host_bound)),
         ),
         states(
             "load-accepts-binary",

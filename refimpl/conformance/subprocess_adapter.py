@@ -31,6 +31,7 @@ from refimpl.conformance.implementation import (
     Pending,
     Process,
     Reply,
+    Resident,
     to_reply,
 )
 from refimpl.driver.wire import PROTOCOL_VERSION, Json, JsonObject, dumps
@@ -42,6 +43,24 @@ def command_line(command: str | Sequence[str]) -> list[str]:
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     return argv
+
+
+def _proc_status(pid: str, group: int) -> dict[str, int]:
+    """The memory fields (in bytes) of ``/proc/<pid>/status`` of a process in process group
+    ``group``; none for another process or one that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            if int(stat.read().rsplit(")", 1)[1].split()[2]) != group:
+                return {}
+        with open(f"/proc/{pid}/status") as status:
+            lines = status.read().splitlines()
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {
+        key: int(value.split()[0]) * 1024
+        for key, _, value in (line.partition(":") for line in lines)
+        if key in ("VmRSS", "VmHWM")
+    }
 
 
 class Subprocess:
@@ -135,6 +154,18 @@ class Subprocess:
 
     def fresh(self) -> Process:
         return Subprocess(self.argv, hang_s=self.hang_s)
+
+    def resident(self) -> Resident | None:
+        """The sums of ``VmRSS`` and ``VmHWM`` over the driver's process group (the driver
+        starts one, so a wrapper's children count too), from Linux's ``/proc``; ``None``
+        elsewhere."""
+        if not os.path.exists(f"/proc/{self._proc.pid}/status"):
+            return None
+        now = peak = 0
+        for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+            fields = _proc_status(pid, self._proc.pid)
+            now, peak = now + fields.get("VmRSS", 0), peak + fields.get("VmHWM", 0)
+        return Resident(now, peak)
 
     def _close_input(self) -> None:
         if self._proc.stdin is not None and not self._proc.stdin.closed:

@@ -13,7 +13,8 @@ so an escape fails its check instead of hanging the driver.
 from __future__ import annotations
 
 from refimpl.conformance.cases import Tester, b, case, obj, unb
-from refimpl.conformance.implementation import Err
+from refimpl.conformance.implementation import Err, Process, Resident
+from refimpl.conformance.suite_driver import own_session
 from refimpl.conformance.suite_porting import (
     SEEN_PRELUDE,
     counters,
@@ -449,6 +450,92 @@ def big_input(t: Tester) -> None:
         t.call("engine.update", engine=e["engine"])
         serves(t, e)
     t.close_engine(e)
+
+
+MiB = 1024 * 1024
+# A heap cap and a per-call host data cap small enough that the bound is tight, and an
+# instruction budget no attack here reaches first.
+MEMORY_LIMITS: JsonObject = {
+    "max_memory": 8 * MiB,
+    "max_host_bytes": MiB,
+    "max_instructions": 100_000_000,
+}
+MEMORY_WORKERS, MEMORY_QUEUE = 2, 64
+RESULT_TEXT = 64 * 1024  # MAX_RESULT_TEXT (HOS-RESULT-BOUNDED)
+# What an allocator may keep of memory the scripts gave back, beyond the bounds' sum.
+MEMORY_SLACK = 64 * MiB
+FILL_HEAP = "local t = {} for i = 1, 1e9 do t[i] = string.rep('m', 1000) .. i end"
+# Main-thread lines handing the host 1 MiB per call, 200 times: a host that kept what a line
+# hands it, past max_host_bytes, would keep about 400 MiB (change events hold old and new).
+HOST_FLOODS = (
+    "local s = string.rep('x', 1024 * 1024) for i = 1, 200 do cvar.set('s', s .. i) end",
+    "local s = '-- ' .. string.rep('x', 1024 * 1024) for i = 1, 200 do exec(s) end",
+    "local s = string.rep('x', 1024 * 1024) for i = 1, 200 do console.execute('set s ' .. s .. i)"
+    " end",
+)
+# A 3 MiB error text (near the most an 8 MiB heap can build) from each of 64 scripts: 192 MiB
+# of queued results if none were cut.
+HUGE_ERROR = "error(string.rep('e', 3 * 1024 * 1024), 0)"
+
+
+def memory_bound() -> int:
+    """The growth HOS-MEMORY-BOUND allows: every state's heap and host data caps, a full queue
+    of results of at most RESULT_TEXT bytes (and their framing), and MEMORY_SLACK."""
+    per_state = int(str(MEMORY_LIMITS["max_memory"])) + int(str(MEMORY_LIMITS["max_host_bytes"]))
+    states = MEMORY_WORKERS + 1
+    return states * per_state + MEMORY_QUEUE * (RESULT_TEXT + 1024) + MEMORY_SLACK
+
+
+@case("HOS-MEMORY-BOUND", features=("engine", "pool", "engine.limits"))
+def memory_bounded(t: Tester) -> None:
+    """In a driver process of its own: the resident memory after the engine is built and has
+    run a script in every state is the baseline; then every state's heap is filled at once,
+    main-thread lines flood the host with bytes, and 64 scripts raise 3 MiB errors whose results
+    stay queued. The peak resident memory of the driver's processes may exceed the baseline by
+    no more than :func:`memory_bound`."""
+    with own_session(t) as raw:
+        raw.call("hello")
+        e = obj(
+            raw.result(
+                "engine.new",
+                workers=MEMORY_WORKERS,
+                queue_capacity=MEMORY_QUEUE,
+                limits=MEMORY_LIMITS,
+                cvars=[{"name": "s", "default": ""}],
+            )
+        )
+        states = [raw.result("pool.try_acquire", pool=e["pool"]) for _ in range(MEMORY_WORKERS + 1)]
+        for state in states:
+            raw.result("lua.execute", state=state, script=b("return 1"), allocator=e["allocator"])
+        baseline = _resident(t, raw.process)
+        for state in states:
+            raw.result("lua.execute", state=state, script=b(FILL_HEAP), allocator=e["allocator"])
+        for state in states:
+            raw.result("pool.release", pool=e["pool"], resource=state)
+        for line in HOST_FLOODS:
+            raw.result("engine.execute", engine=e["engine"], script=b(line))
+        for _ in range(MEMORY_QUEUE):
+            raw.result("engine.enqueue", engine=e["engine"], script=b(HUGE_ERROR))
+        raw.result("engine.wait_idle", engine=e["engine"], timeout_ms=60_000)
+        grown = _resident(t, raw.process).peak - baseline.now
+        with t.checking("HOS-MEMORY-BOUND"):
+            t.expect(
+                grown <= memory_bound(),
+                f"peak resident memory {grown / MiB:.0f} MiB above the baseline "
+                f"({baseline.now / MiB:.0f} MiB), over the bound of {memory_bound() / MiB:.0f} MiB",
+            )
+        raw.result("engine.update", engine=e["engine"])
+        raw.result("engine.close", engine=e["engine"])
+
+
+def _resident(t: Tester, process: Process) -> Resident:
+    """The driver's resident memory; a platform that does not show it stops the case (its rule
+    is then not evaluated, never passed)."""
+    resident = process.resident()
+    if resident is None:
+        t.stop("the driver's resident memory cannot be read on this platform (no /proc)")
+    assert resident is not None
+    return resident
 
 
 # -- bad CVar input ------------------------------------------------------------------------------

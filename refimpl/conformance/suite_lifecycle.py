@@ -577,7 +577,16 @@ def bindings_arg_check(t: Tester) -> None:
 
 @case("LB-ARG-CHECK", features=("engine", "bindings.ecs"))
 def bindings_arg_check_ecs(t: Tester) -> None:
-    _arg_errors(t, {"ecs.addComponent(ecs.createEntity(), true, {})": b"ecs.addComponent"})
+    # Booleans are no integers, whichever entity ids exist (1, 2 and 3 among them, often).
+    entities = "for i = 1, 3 do ecs.createEntity() end "
+    _arg_errors(
+        t,
+        {
+            "ecs.addComponent(ecs.createEntity(), true, {})": b"ecs.addComponent",
+            entities + "ecs.addComponent(true, 'T', {})": b"ecs.addComponent",
+            entities + "ecs.getComponent(true, 'T')": b"ecs.getComponent",
+        },
+    )
 
 
 @case("LB-ARG-CHECK", features=("engine", "bindings.input"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from refimpl.conformance.cases import Tester, b, case, obj, unb
 from refimpl.conformance.implementation import Pending
-from refimpl.driver.wire import JsonObject
+from refimpl.driver.wire import Json, JsonObject
 
 QUEUE_TIMEOUT = ("queue", "queue.timeout")
 ENGINE_POOL = ("engine", "pool")
@@ -163,6 +163,24 @@ def runner_idle_waiters_all_woken(t: Tester) -> None:
     t.close_engine(e)
 
 
+@case("HOS-DEINIT-ORDERS", features=("engine", "engine.lifecycle", "engine.stats"))
+def runner_refused_submission_not_counted(t: Tester) -> None:
+    """A script the shut-down thread pool refuses was never enqueued: it leaves no count
+    behind, so ``enqueued`` still equals ``ok + errors + cancelled``."""
+    e = t.engine(workers=1)
+    for script in ("return 1", "error('e', 0)", "return 3"):
+        t.call("engine.enqueue", engine=e["engine"], script=b(script))
+    t.wait_idle(e)
+    t.call("engine.threads_shutdown", engine=e["engine"])
+    with t.checking("HOS-DEINIT-ORDERS"):
+        for _ in range(2):
+            t.fails("ShutDown", "engine.enqueue", engine=e["engine"], script=b("return 4"))
+        runner = obj(t.stats(e)["runner"])
+        counted = (runner["enqueued"], runner["ok"], runner["errors"], runner["cancelled"])
+        t.equal(counted, (3, 2, 1, 0), "runner (enqueued, ok, errors, cancelled)")
+    t.close_engine(e)
+
+
 # -- ScriptingSystem -----------------------------------------------------------------------
 
 
@@ -234,6 +252,61 @@ def system_state_leased_while_handler_runs(t: Tester) -> None:
     for resource in (held, other):
         if resource is not None:
             t.call("pool.release", pool=e["pool"], resource=resource)
+    t.close_engine(e)
+
+
+@case("DRV-STATS", features=("engine", "queue", "engine.stats"))
+def system_stats_count_each_action(t: Tester) -> None:
+    """One ``update`` over known work: every counter of the dispatcher counts each event and
+    action once, never a fixed 1 and never two at a time."""
+    cvars: list[Json] = [{"name": "a", "default": 1, "on_change_lua": "H"}]
+    e = t.engine(cvars=cvars, prelude=[b("function H() end")])
+    q = str(e["queue"])
+    for kind, message in (
+        ("CVarNative", "n1"),
+        ("CVarNative", "n2"),
+        ("CVarNative", "n3"),
+        ("CVarLua", "OnFov\x00r_fov"),
+        ("CVarLua", "no NUL at all"),
+        ("CVarLua", "H\x00a\x00b"),
+        ("ScriptResult", "OK"),
+        ("ScriptResult", "OK"),
+        ("ScriptResult", "ERROR: e"),
+    ):
+        t.push(q, message, kind=kind)
+    for value in ("2", "3", "4"):
+        t.call("engine.cvar_set", engine=e["engine"], name="a", value=value)
+    t.call("engine.update", engine=e["engine"])
+    with t.checking("DRV-STATS"):
+        system = obj(t.stats(e)["system"])
+        expected = {
+            "cvar_events": 3,
+            "cvar_actions": 3,
+            "cvar_dropped": 0,
+            "handlers_invoked": 3,
+            "handler_failures": 0,
+            "deferred": 0,
+            "malformed": 3,
+            "script_ok": 2,
+            "script_errors": 1,
+            "native_ignored": 3,
+        }
+        t.equal({k: system.get(k) for k in expected}, expected, "system counters")
+    t.close_engine(e)
+
+
+@case("SS-RESULT-LOG", features=("engine", "queue"))
+def system_logs_result_not_utf8(t: Tester) -> None:
+    """A ScriptResult payload that is not UTF-8 is logged all the same, at its level."""
+    e = t.engine()
+    t.push(str(e["queue"]), b"ab\xffcd")
+    t.push(str(e["queue"]), b"ERROR: \xfe!")
+    t.logs()
+    with t.checking("SS-RESULT-LOG"):
+        t.call("engine.update", engine=e["engine"])
+        logs = t.logs()
+        t.expect(t.logged(logs, "info", "Script OK: ab"), f"the OK payload's line: {logs}")
+        t.expect(t.logged(logs, "error", "Script failed: ERROR: "), f"the error's line: {logs}")
     t.close_engine(e)
 
 

@@ -492,6 +492,16 @@ def console_execute_unknown(t: Tester) -> None:
     with t.checking("LB-CONSOLE-EXECUTE-UNKNOWN"):
         _fails_with(t, e, 'console.execute("frobnicate r_fov")', b"frobnicate")
         _fails_with(t, e, 'console.execute("get")', b"get")
+        # A known verb with a word too few or too many: a value that is missing is no value.
+        for line, verb in (
+            ("set r_fov", b"set"),
+            ("set r_fov   ", b"set"),
+            ("get r_fov 1", b"get"),
+            ("toggle", b"toggle"),
+            ("reset r_fov 1", b"reset"),
+        ):
+            _fails_with(t, e, f'console.execute("{line}")', verb)
+        t.equal(_get(t, e, "r_fov"), "75.0", "r_fov after the refused lines")
     t.close_engine(e)
 
 

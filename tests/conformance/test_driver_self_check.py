@@ -5,6 +5,8 @@ driver that serves nothing but ``hello`` gets no pass at all (DRV-SUITE-REJECTS-
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,19 @@ def test_a_driver_serving_only_hello_gets_no_pass(tmp_path: Path) -> None:
     assert totals["pass"] == 0, [k for k, v in report["rules"].items() if v["status"] == "pass"]
     assert report["rules"]["DRV-OPS"]["status"] == "fail"
     assert totals["not evaluated"] > 0
+
+
+@pytest.mark.spec("HOS-MEMORY-BOUND")
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="no /proc on this platform")
+def test_resident_memory_counts_the_processes_a_driver_starts() -> None:
+    # A shell that stays (the `; true`) and runs the driver as its child: the child's memory,
+    # tens of MiB of interpreter, must be in the sum; a shell alone has a few MiB.
+    wrapped = Subprocess(["sh", "-c", f"{shlex.quote(sys.executable)} -m refimpl.driver; true"])
+    try:
+        wrapped.hello()
+        resident = wrapped.resident()
+        assert resident is not None
+        assert resident.now >= 10 * 1024 * 1024 and resident.peak >= resident.now
+    finally:
+        wrapped.kill()

@@ -6,7 +6,9 @@ backed by ``malloc``'d memory the port reads and writes, so the ledger shows wha
 really holds (MEM-LEDGER-LIVE), ``fail_at`` makes the vtable's ``alloc`` return NULL
 (MEM-FAIL-AT) and a bad free through the vtable is caught (MEM-LEDGER-WRONG-ALLOCATOR,
 MEM-LEDGER-DOUBLE-FREE). A freed block stays allocated in a quarantine for a while, so a double
-free is recognised as one and never frees a newer allocation at the same address.
+free is recognised as one and never frees a newer allocation at the same address; the quarantine
+is bounded in blocks and in bytes, so the harness's own keeping does not count against a port's
+memory bound (HOS-MEMORY-BOUND).
 
 A misuse found inside a callback cannot be raised through C: it is logged and kept as a fault
 of the calling thread, and :func:`checked` raises it as the answer of the C call during which
@@ -40,10 +42,12 @@ _malloc = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_size_t)(("malloc", _LIBC))
 _free = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(("free", _LIBC))
 
 QUARANTINE = 4096  # freed blocks kept allocated before they go back to malloc
+QUARANTINE_BYTES = 4 * 1024 * 1024  # and at most this many bytes of them
 
 _memory = threading.Lock()  # guards the address maps, and reads of C memory against its release
 _live: dict[int, CBuffer] = {}
 _quarantine: collections.OrderedDict[int, CBuffer] = collections.OrderedDict()
+_quarantined_bytes = 0
 _allocators: dict[int, CAllocator] = {}
 _keys = itertools.count(1)
 _faults_lock = threading.Lock()
@@ -105,11 +109,14 @@ def buffer_at(address: int | None) -> CBuffer | None:
 
 
 def _retire(buf: CBuffer) -> None:
+    global _quarantined_bytes
     with _memory:
         del _live[buf.address]
         _quarantine[buf.address] = buf
-        if len(_quarantine) > QUARANTINE:
-            address, _ = _quarantine.popitem(last=False)
+        _quarantined_bytes += buf.size
+        while len(_quarantine) > QUARANTINE or _quarantined_bytes > QUARANTINE_BYTES:
+            address, oldest = _quarantine.popitem(last=False)
+            _quarantined_bytes -= oldest.size
             _free(address)
 
 
