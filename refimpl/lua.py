@@ -23,7 +23,7 @@ from lupa import lua54
 
 from refimpl.allocator import Buffer, TrackingAllocator
 from refimpl.ecs import Data
-from refimpl.errors import InvalidArgument, LuaRuntimeError, ShutDown
+from refimpl.errors import InvalidArgument, LuaRuntimeError, OutOfMemory, ShutDown
 from refimpl.messages import OK, bounded_text
 
 log = logging.getLogger(__name__)
@@ -276,14 +276,27 @@ class LuaState:
     ) -> None:
         self.limits = limits
         self.main_thread = threading.get_ident() if main_thread is None else main_thread
-        self._runtime = lua54.LuaRuntime(
-            encoding=None,
-            register_eval=False,
-            register_builtins=False,
-            unpack_returned_tuples=True,
-            max_memory=limits.max_memory,
-            attribute_filter=_deny_attributes,
-        )
+        self._print_sink = print_sink
+        self._log_left = limits.max_log_bytes
+        with self._building():
+            self._runtime = lua54.LuaRuntime(
+                encoding=None,
+                register_eval=False,
+                register_builtins=False,
+                unpack_returned_tuples=True,
+                max_memory=limits.max_memory,
+                attribute_filter=_deny_attributes,
+            )
+            self._kernel = self._load_kernel(limits)
+        # The per-call entries, looked up once: a Lua table read through lupa costs ~1 us.
+        self._entries = {name: self._kernel_fn(name) for name in (b"run", b"call")}
+        self._prelude: list[bytes] = []
+        self._sealed = False
+        self.allocation: Buffer | None = None
+        self.closed = False
+
+    def _load_kernel(self, limits: LuaLimits) -> lua54._LuaTable:
+        """Hide the lupa module, then run the sandbox kernel; its table of entries."""
         globals_ = self._runtime.globals()
         # register_eval/register_builtins leave the module itself reachable (a measured
         # lupa fact).
@@ -293,8 +306,6 @@ class LuaState:
         loaded = package_loaded[b"loaded"]
         assert _is_table(loaded)
         loaded[b"python"] = None
-        self._print_sink = print_sink
-        self._log_left = limits.max_log_bytes
         kernel = self._runtime.execute(
             self.sandbox_source(),
             limits.max_instructions,
@@ -307,13 +318,7 @@ class LuaState:
             MAX_HOST_ARGS,
         )
         assert _is_table(kernel)
-        self._kernel = kernel
-        # The per-call entries, looked up once: a Lua table read through lupa costs ~1 us.
-        self._entries = {name: self._kernel_fn(name) for name in (b"run", b"call")}
-        self._prelude: list[bytes] = []
-        self._sealed = False
-        self.allocation: Buffer | None = None
-        self.closed = False
+        return kernel
 
     @classmethod
     def sandbox_source(cls) -> bytes:
@@ -387,14 +392,16 @@ class LuaState:
 
     def register_module(self, name: str, functions: Mapping[str, Binding]) -> None:
         """Install a read-only engine module whose functions call ``functions``."""
-        impls = self._runtime.table_from(
-            {k.encode(): self._crossing(f"{name}.{k}", f) for k, f in functions.items()}
-        )
-        self._kernel_fn(b"module")(name.encode(), impls)
+        with self._building():
+            impls = self._runtime.table_from(
+                {k.encode(): self._crossing(f"{name}.{k}", f) for k, f in functions.items()}
+            )
+            self._kernel_fn(b"module")(name.encode(), impls)
 
     def register_global(self, name: str, function: Binding) -> None:
         """Install one protected global function (``exec`` of D21)."""
-        self._kernel_fn(b"global")(name.encode(), self._crossing(name, function))
+        with self._building():
+            self._kernel_fn(b"global")(name.encode(), self._crossing(name, function))
 
     def load_prelude(self, scripts: Sequence[bytes]) -> None:
         """Run the prelude scripts now, then fix what they defined (SBX-PRELUDE-FIXED,
@@ -411,7 +418,8 @@ class LuaState:
 
     def _seal(self) -> None:
         if not self._sealed:
-            self._kernel_fn(b"seal")()
+            with self._building():
+                self._kernel_fn(b"seal")()
             self._sealed = True
 
     def reset_globals(self) -> None:
@@ -443,6 +451,16 @@ class LuaState:
         fn = self._kernel[name]
         assert _is_function(fn)
         return fn
+
+    @contextlib.contextmanager
+    def _building(self) -> Iterator[None]:
+        """A step of building the state (the sandbox, the modules, the seal): a heap cap too
+        small for it raises :class:`OutOfMemory`, never lupa's own error (SBX-MAX-MEMORY)."""
+        try:
+            yield
+        except lua54.LuaMemoryError:
+            cap = self.limits.max_memory
+            raise OutOfMemory(f"max_memory of {cap} bytes leaves no room for the sandbox") from None
 
     @contextlib.contextmanager
     def _headroom(self, extra: int) -> Iterator[None]:

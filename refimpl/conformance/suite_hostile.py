@@ -335,6 +335,21 @@ def limit_memory_everywhere(t: Tester) -> None:
         _bounded_everywhere(t, "SBX-MAX-MEMORY", probe, mark, why, stopped=stopped)
 
 
+@case("SBX-MAX-MEMORY", features=("engine", "engine.limits"))
+def limit_memory_too_small_for_a_state(t: Tester) -> None:
+    """A heap cap too small to build a state with its prelude: ``engine.new`` answers
+    ``OutOfMemory`` or ``LuaRuntimeError`` (the prelude's ``not enough memory``), never another
+    code; an engine it does build closes with nothing left live."""
+    for cap in (1, 10_000, 30_000, 50_000, 70_000, 100_000):
+        limits: JsonObject = {"max_memory": cap}
+        reply = t.answer("engine.new", "main", workers=1, limits=limits, prelude=[b("x = 1")])
+        with t.checking("SBX-MAX-MEMORY"):
+            if isinstance(reply, Err):
+                t.expect(reply.code in ("OutOfMemory", "LuaRuntimeError"), f"cap {cap}: {reply}")
+                continue
+            t.close_engine(obj(reply.value))
+
+
 RUNAWAYS = [
     "while true do end",
     "::top:: goto top",

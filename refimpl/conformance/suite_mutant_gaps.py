@@ -163,6 +163,21 @@ def runner_idle_waiters_all_woken(t: Tester) -> None:
     t.close_engine(e)
 
 
+@case("DRV-OPS", features=ENGINE_POOL)
+def runner_wait_idle_times_out(t: Tester) -> None:
+    """``engine.wait_idle`` with a ``timeout_ms`` answers ``false`` when a script is still
+    waiting for a state then, and ``true`` once it has run."""
+    e = t.engine(workers=1)
+    held = [t.call("pool.try_acquire", pool=e["pool"]) for _ in range(2)]
+    t.call("engine.enqueue", engine=e["engine"], script=b("return 1"))
+    with t.checking("DRV-OPS"):
+        t.equal(t.call("engine.wait_idle", engine=e["engine"], timeout_ms=50), False, "wait 50 ms")
+        for resource in held:
+            t.call("pool.release", pool=e["pool"], resource=resource)
+        t.equal(t.call("engine.wait_idle", engine=e["engine"], timeout_ms=10_000), True, "wait")
+    t.close_engine(e)
+
+
 @case("HOS-DEINIT-ORDERS", features=("engine", "engine.lifecycle", "engine.stats"))
 def runner_refused_submission_not_counted(t: Tester) -> None:
     """A script the shut-down thread pool refuses was never enqueued: it leaves no count

@@ -699,6 +699,11 @@ def cvar_set_range(t: Tester) -> None:
         for bound in ("0", "10"):  # the bounds themselves are inside
             _set(t, e, "n", bound)
             t.equal(_get(t, e, "n"), bound, "value at a bound")
+        # A default outside its own bounds is refused at registration, registering nothing.
+        for default in (11, -1, 10.5):
+            spec: JsonObject = {"name": "out", "default": default, "min": 0, "max": 10}
+            t.fails("InvalidValue", "engine.cvar_register", engine=e["engine"], cvar=spec)
+            t.fails("UnknownCVar", "engine.cvar_get", engine=e["engine"], name="out")
     t.close_engine(e)
 
 
