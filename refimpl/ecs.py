@@ -7,12 +7,23 @@ under the world's lock (THR-ECS-WRITE-MAIN, THR-READS-ANY-THREAD).
 from __future__ import annotations
 
 import copy
+import enum
 import threading
 
 from refimpl.errors import InvalidArgument, ThreadAffinityError
 
+
+class BoolKey(enum.Enum):
+    """``true`` or ``false`` as a table key, kept apart from the keys ``1`` and ``0`` that
+    Python's ``True == 1`` would merge it with (SBX-BINDING-VALUES)."""
+
+    FALSE = False
+    TRUE = True
+
+
 # Component data: what a Lua table of strings, numbers, booleans and nested tables becomes.
-Data = str | bytes | int | float | bool | dict["Data", "Data"]
+Data = str | bytes | int | float | bool | dict["Key", "Data"]
+Key = str | bytes | int | float | BoolKey
 
 
 class World:

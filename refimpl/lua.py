@@ -22,7 +22,7 @@ from typing import Protocol, TypeGuard
 from lupa import lua54
 
 from refimpl.allocator import Buffer, TrackingAllocator
-from refimpl.ecs import Data
+from refimpl.ecs import BoolKey, Data, Key
 from refimpl.errors import InvalidArgument, LuaRuntimeError, OutOfMemory, ShutDown
 from refimpl.messages import OK, bounded_text
 
@@ -167,8 +167,8 @@ def _text(value: object) -> bytes:
 def _encode(value: object, depth: int, out: list[bytes]) -> None:
     if value is None:
         out.append(b"n")
-    elif isinstance(value, bool):
-        out.append(b"t" if value else b"f")
+    elif isinstance(value, bool | BoolKey):
+        out.append(b"t" if value is True or value is BoolKey.TRUE else b"f")
     elif isinstance(value, int):
         try:
             out.append(_INT64.pack(_I, value))
@@ -224,13 +224,13 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Data, int]:
         return tag == _T, pos
     if tag != _OPEN or depth >= MAX_DEPTH:
         raise InvalidArgument("component data holds a value that is not plain data")
-    table: dict[Data, Data] = {}
+    table: dict[Key, Data] = {}
     while buf[pos] != _CLOSE:
         key, pos = _decode(buf, pos, depth + 1)
         value, pos = _decode(buf, pos, depth + 1)
         if isinstance(key, dict):
             raise InvalidArgument("component data holds a table as a key")
-        table[key] = value
+        table[BoolKey(key) if isinstance(key, bool) else key] = value
     return table, pos + 1
 
 
@@ -290,7 +290,6 @@ class LuaState:
             self._kernel = self._load_kernel(limits)
         # The per-call entries, looked up once: a Lua table read through lupa costs ~1 us.
         self._entries = {name: self._kernel_fn(name) for name in (b"run", b"call")}
-        self._prelude: list[bytes] = []
         self._sealed = False
         self.allocation: Buffer | None = None
         self.closed = False
@@ -413,7 +412,6 @@ class LuaState:
             ok, message = self._run(script, PRELUDE_CHUNKNAME)
             if not ok:
                 raise LuaRuntimeError(message.decode(errors="replace"))
-        self._prelude = list(scripts)
         self._seal()
 
     def _seal(self) -> None:

@@ -39,6 +39,8 @@ LOGGERS = {"_drop"}
 TEXT_ONLY = {
     "_check_main": "the operation's name, which only the ThreadAffinityError text shows",
     "check_text": "the field's label, which only the exception's text shows",
+    "_string": "the argument's label, which only the Lua error's text shows (LB-ARG-CHECK "
+    "words only the function's name)",
 }
 WORDED = 10  # a log text is worded by the spec when a piece this long is in a quoted span
 LOG_CALLS = {"debug", "info", "warning", "error", "exception"}
@@ -57,6 +59,50 @@ NO_SUCH_CALL = (
     "8 x capacity and 64 bytes"
 )
 NOT_OK_OR_ERROR = "`_finish` counts every outcome but OK and ERROR as cancelled: None is one"
+BYTES_ONLY = "unreachable through the protocol: scripts, names and preludes arrive as bytes"
+SEALED = (
+    "`_seal` does nothing on a sealed state, and every state the protocol builds is sealed by "
+    "`load_prelude` before its first call"
+)
+UNSEALED_ROLE = "before the seal the kernel ignores the role (`enter` reads it only once sealed)"
+BOTH_PATHS = (
+    "both paths hand Lua the same values: they differ only in the memory the push needs, and "
+    "where a port draws that line is implementation-defined (SBX-CROSSING-FITS)"
+)
+TIGHTER = (
+    "a stricter fit: a value at the very edge of the cap goes the packed way or is refused, "
+    "which SBX-CROSSING-FITS leaves to each implementation"
+)
+LOOSER = (
+    "a margin of the fit shrunk by a few hundred bytes or a factor: only a push within those "
+    "bytes of the cap could fail, and no request can place the heap in use to the byte"
+)
+DEPTH = (
+    "the host's own depth bound, one off or gone: the sandbox's encoder refuses data deeper "
+    "than MAX_DEPTH before the host decodes any, and the host encodes only data it decoded"
+)
+UNREACHED_TAG = "the sandbox's encoder writes only the tags decoded above"
+SCALAR_KEY = "keys are never tables (the sandbox refuses them), so a key's depth is never read"
+PACKED_SCALARS = "packed values are scalars or ready encodings, whose depth is never read"
+HOST_ERROR = (
+    "reached only when a binding raises something other than a ScriptingError, which no "
+    "binding does on any protocol path (`lua_binding` turns every refusal into one)"
+)
+LABEL = "the name a crossing is made with shows only in the log line of a failing binding"
+NO_PYTHON = (
+    "a second line of defence: chunk environments are built from an allow-list, so the real "
+    "global table where lupa puts `python` is reachable from no sandboxed code (SBX-NO-PYTHON "
+    "holds on every state)"
+)
+CREATOR = (
+    "every state is built by engine.new on the thread that is the engine's main thread, so "
+    "the default (the creating thread) is that thread"
+)
+EQUIVALENT_FUNCTIONS: dict[str, str] = {
+    "_lua_type_name": "type names appear only in the text of an argument error (LB-ARG-CHECK "
+    "words only the function's name)",
+    "CVarRegistry.names": "no protocol operation lists the registry: a refimpl-only surface",
+}
 EQUIVALENT: dict[tuple[str, ...], str] = {
     ("Buffer.__repr__", "state = f'freed on {self.freed_on}' if self.freed_on else 'live'"): (
         DESCRIPTION
@@ -139,11 +185,193 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ): "`push` without a timeout is `push(timeout=0.0)`: its default is the same non-blocking push",
     ("ScriptRunner._run", "outcome = _Outcome.CANCELLED"): NOT_OK_OR_ERROR,
     ("ScriptRunner.deinit", "self._finish(item, _Outcome.CANCELLED)"): NOT_OK_OR_ERROR,
+    # bindings
+    (
+        "create_lua_state",
+        "L = state_type(limits, print_sink=lambda line: log.info('%s',"
+        " line.decode(errors='replace')), main_thread=context.main_thread)",
+        "None",
+    ): CREATOR,
+    (
+        "create_lua_state",
+        "L = state_type(limits, print_sink=lambda line: log.info('%s', line.decode("
+        "errors='replace')), main_thread=context.main_thread)",
+        "state_type(limits, print_sink=lambda line: log.info('%s', line.decode(errors='replace')))",
+    ): CREATOR,
+    (
+        "create_lua_state",
+        "L.load_prelude([s.encode() if isinstance(s, str) else s for s in prelude])",
+    ): BYTES_ONLY,
+    (
+        "destroy_lua_state",
+        "L.allocation = None",
+    ): "a state is destroyed once: the field is never read again",
+    # cvar
+    (
+        "CVarRegistry.register",
+        "def xǁCVarRegistryǁregister__mutmut_orig(self, name: str, default: Value, *, "
+        "min: float | None=None, max: float | None=None, on_change_lua: str='') -> None:",
+    ): ("the driver passes on_change_lua on every register (empty when the request has none)"),
+    # lua
+    ("_decode", "if tag != _OPEN or depth >= MAX_DEPTH:"): DEPTH + "; " + UNREACHED_TAG,
+    ("_decode", "key, pos = _decode(buf, pos, depth + 1)"): SCALAR_KEY + "; " + DEPTH,
+    ("_decode", "value, pos = _decode(buf, pos, depth + 1)"): DEPTH,
+    ("_encode", "if isinstance(value, dict) and depth < MAX_DEPTH:"): DEPTH,
+    ("_encode", "_encode(k, depth + 1, out)"): SCALAR_KEY,
+    ("_encode", "_encode(v, depth + 1, out)"): DEPTH,
+    ("decode_data", "data, _ = _decode(encoded, 0, 0)"): DEPTH,
+    ("encode_data", "_encode(data, 0, out)"): DEPTH,
+    ("pack_values", "_encode(value, 0, out)"): PACKED_SCALARS,
+    ("pack_values", "return packed.ljust(PACKED_MIN, b'\\x00')"): (
+        "the sandbox reads the count and the values and never the padding"
+    ),
+    ("_encode", "out.append(b'n')"): (
+        "nil is packed only beside a table or a string result, and no binding returns one so"
+    ),
+    ("_encode", "raw = value.encode() if isinstance(value, str) else value"): (
+        "component strings arrive from Lua as bytes: a Python str reaches here only from the "
+        "refimpl's own Python API"
+    ),
+    ("_text", "return str(value).encode()"): "the kernel hands back every text as a string",
+    ("_unbox", "args[i] = Opaque(_text(value).decode())"): (
+        "a function, thread or userdata argument is refused by every binding whatever it "
+        "becomes: only the type name in the error's text differs"
+    ),
+    (
+        "execute_lua_buffer",
+        "ok, error_text = L.run_chunk(script.encode() if isinstance(script, str) else"
+        " bytes(script))",
+    ): BYTES_ONLY,
+    (
+        "invoke_named_handler",
+        "name = handler_name.encode() if isinstance(handler_name, str) else handler_name",
+    ): BYTES_ONLY,
+    (
+        "LuaState.__init__",
+        "self._runtime = lua54.LuaRuntime(encoding=None, register_eval=False,"
+        " register_builtins=False, unpack_returned_tuples=True, max_memory=limits.max_memory,"
+        " attribute_filter=_deny_attributes)",
+    ): NO_PYTHON,
+    ("LuaState._load_kernel", "loaded[b'python'] = None"): NO_PYTHON,
+    ("LuaState._load_kernel", "globals_[b'python'] = None"): NO_PYTHON,
+    (
+        "LuaState._load_kernel",
+        "kernel = self._runtime.execute(self.sandbox_source(), limits.max_instructions,"
+        " limits.host_libraries, self._crossing('print', self._print), limits.max_host_bytes,"
+        " MAX_DEPTH, MAX_COMPONENT_VALUES, HOST_CALL_COST, MAX_HOST_ARGS)",
+    ): LABEL,
+    (
+        "LuaState.register_global",
+        "self._kernel_fn(b'global')(name.encode(), self._crossing(name, function))",
+    ): LABEL,
+    (
+        "LuaState.register_module",
+        "impls = self._runtime.table_from({k.encode(): self._crossing(f'{name}.{k}', f) for k, f"
+        " in functions.items()})",
+    ): LABEL,
+    (
+        "LuaState.__init__",
+        "self.main_thread = threading.get_ident() if main_thread is None else main_thread",
+    ): CREATOR,
+    ("LuaState.__init__", "self._sealed = False"): TRUTH_ONLY,
+    ("LuaState.__init__", "self.closed = False"): TRUTH_ONLY,
+    ("LuaState.__init__", "self.allocation: Buffer | None = None"): (
+        "create_lua_state sets the allocation of every state it returns"
+    ),
+    ("LuaState.__init__", "self._log_left = limits.max_log_bytes"): (
+        "every call into the kernel sets the log budget afresh before any output"
+    ),
+    (
+        "LuaState._call_kernel",
+        "role = _get_ident() == self.main_thread if self._sealed else None",
+    ): UNSEALED_ROLE,
+    ("LuaState._call_kernel", "return (first, rest[0] if rest else None)"): (
+        "a kernel entry answers one value (not a tuple) or at least two"
+    ),
+    ("LuaState._call_kernel", "if 2 * used + need <= cap:", "2 * used + need < cap"): TIGHTER,
+    ("LuaState._call_kernel", "if 2 * used + need <= cap:", "3 * used + need <= cap"): TIGHTER,
+    (
+        "LuaState._call_kernel",
+        "if used + len(packed) + STRING_COST + PUSH_MARGIN > cap:",
+        "used + len(packed) + STRING_COST + PUSH_MARGIN >= cap",
+    ): TIGHTER,
+    (
+        "LuaState._fit",
+        "if plain and 2 * used + strings + PUSH_MARGIN <= cap:",
+        "plain and 2 * used + strings + PUSH_MARGIN < cap",
+    ): TIGHTER,
+    (
+        "LuaState._fit",
+        "if plain and 2 * used + strings + PUSH_MARGIN <= cap:",
+        "plain and 3 * used + strings + PUSH_MARGIN <= cap",
+    ): TIGHTER,
+    (
+        "LuaState._fit",
+        "if used + len(packed) + STRING_COST + PUSH_MARGIN > cap:",
+        "used + len(packed) + STRING_COST + PUSH_MARGIN >= cap",
+    ): TIGHTER,
+    (
+        "LuaState._fit",
+        "if value is not None and (not isinstance(value, bool | int | float)):",
+    ): BOTH_PATHS,
+    ("LuaState._fit", "plain = False"): TRUTH_ONLY,
+    ("LuaState._fit", "strings, plain = (0, True)"): TIGHTER + "; or " + BOTH_PATHS,
+    ("LuaState._crossing", "outcome = (False, f'internal error in {name}'.encode())"): HOST_ERROR,
+    ("LuaState._crossing", "if self.admit_log(TRACEBACK_COST):"): HOST_ERROR,
+    ("LuaState._crossing", "outcome = function(*(_unbox(mask, raw) if mask else raw))"): (
+        "with a mask of 0 `_unbox` leaves every argument as it is"
+    ),
+    ("LuaState._print", "line = _text(args[0]) if args else b''"): (
+        "the sandbox's print always hands over one line"
+    ),
+    ("LuaState._run", "return (ok is True, b'' if ok is True else _text(message))"): (
+        "on success the caller reports OK and never reads the text"
+    ),
+    (
+        "LuaState.call_global",
+        "return (_OUTCOMES[_text(status)], b'' if detail is None else _text(detail))",
+    ): ("the detail is read only for the outcomes that carry one"),
+    ("LuaState.admit_log", "self._log_left = -1"): "any negative budget reads as spent",
+    ("LuaState.call_global", "if not self._sealed:"): SEALED,
+    ("LuaState.run_chunk", "if not self._sealed:"): SEALED,
+    ("LuaState.reset_globals", "with self._headroom(PUSH_MARGIN * 256):", "PUSH_MARGIN * 257"): (
+        "more headroom than needed"
+    ),
+    (
+        "LuaState.recover_after_failure",
+        "if self._runtime.get_memory_used() > self.limits.max_memory // 2:",
+        "self._runtime.get_memory_used() > self.limits.max_memory / 2",
+    ): ("for the even caps of every request, half the cap is the same number either way"),
 }
+NO_UTF8_FORM = (
+    "the code answered for a value with no UTF-8 form (a lone surrogate), which only JSON's "
+    "surrogate escapes could carry to a driver: CV-TEXT-UTF8 is not portable"
+)
 EXPLAINED: dict[tuple[str, ...], str] = {
-    ("CVarRegistry.set_from_string", "check_text('value', value, InvalidValue)", "None"): (
-        "the code answered for a value with no UTF-8 form (a lone surrogate), which only JSON's "
-        "surrogate escapes could carry to a driver: CV-TEXT-UTF8 is not portable"
+    ("CVarRegistry.set_from_string", "check_text('value', value, InvalidValue)"): NO_UTF8_FORM,
+    ("CVarRegistry.register", "check_text('default', default, InvalidValue)"): NO_UTF8_FORM,
+    ("_cvar_text", "return format_value(value)"): (
+        "`cvar.set(name, true)`: the refimpl takes a boolean as its text, a case the spec does "
+        "not settle (LB-CVAR-SET speaks of set_from_string's text), so no case asserts it"
+    ),
+    ("LuaState._call_kernel", "if 2 * used + need <= cap:"): LOOSER,
+    ("LuaState._call_kernel", "if used + len(packed) + STRING_COST + PUSH_MARGIN > cap:"): LOOSER,
+    (
+        "LuaState._call_kernel",
+        "need = PUSH_MARGIN + STRING_COST * len(args) + sum(map(len, args))",
+    ): LOOSER,
+    ("LuaState._fit", "if plain and 2 * used + strings + PUSH_MARGIN <= cap:"): LOOSER,
+    ("LuaState._fit", "if used + len(packed) + STRING_COST + PUSH_MARGIN > cap:"): LOOSER,
+    ("LuaState._fit", "strings += len(value) + STRING_COST"): LOOSER,
+    ("LuaState.reset_globals", "with self._headroom(PUSH_MARGIN * 256):"): (
+        "the headroom for dropping the globals: dropping them allocates nothing in every case "
+        "measured, and no request can make the Lua stack grow during it"
+    ),
+    (
+        "LuaState.recover_after_failure",
+        "if self._runtime.get_memory_used() > self.limits.max_memory // 2:",
+    ): (
+        "the threshold met to the byte: no request can set the heap in use to exactly half the cap"
     ),
     ("ScriptRunner.enqueue_script", "self.allocator.free(copy)"): (
         "runs only when deinit lands between the two checks of enqueue_script, a race no case "
@@ -360,6 +588,7 @@ def classify(module: str, statuses: dict[str, str], mode: str) -> Iterator[Mutan
         why = (
             EQUIVALENT.get((function, where, after))
             or EQUIVALENT.get((function, where))
+            or EQUIVALENT_FUNCTIONS.get(function)
             or unobservable(original, mutated, parents, spec_text)
         )
         explained = EXPLAINED.get((function, where, after)) or EXPLAINED.get((function, where))

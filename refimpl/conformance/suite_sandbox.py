@@ -544,6 +544,13 @@ def sandbox_log_bounded(t: Tester) -> None:
         went_on = _run(t, state, "assert(DONE) print('after')")
         t.equal(went_on["success"], True, "the script ran to its end")
         t.expect(t.logged(t.logs(), "info", "after"), "the next call's own budget")
+        _run(t, state, f"print(string.rep('e', {LOG_BYTES})) print('x')")
+        records = t.logs()
+        lines = [text(r.get("text")) or "" for r in records]
+        t.expect("e" * LOG_BYTES in lines, "a line of exactly the bound is written")
+        t.expect("x" not in lines, "a byte past the bound is not")
+        warnings = [r for r in records if r.get("level") == "warning"]
+        t.equal(len(warnings), 1, "warnings once the bound was met exactly")
     _done(t, e, state)
 
 
@@ -556,4 +563,181 @@ def sandbox_handler_limits(t: Tester) -> None:
             t.call("lua.call_handler", state=state, name=b(handler), args=[])
             t.expect(t.logged(t.logs(), "error", ""), f"{handler} over its limit was not logged")
             t.equal(_run(t, state, SPEND)["success"], True, f"the state after {handler}")
+    _done(t, e, state)
+
+
+# -- What crosses between Lua and the host -------------------------------------------------
+
+ECS_SANDBOX = (*SANDBOX, "bindings.ecs")
+# Every kind of plain data a component holds, with the keys of each kind Lua tells apart.
+PLAIN = r"""
+local data = {
+  big = math.maxinteger, small = math.mininteger, zero = 0, whole = 1.0, half = -0.5,
+  huge = 2^60, text = "a\0b\255", empty = "", no = false, yes = true, nested = {},
+  [1] = "int key", [1.5] = "float key", ["1"] = "text key", [true] = "bool key",
+}
+local deep = data.nested
+for i = 1, 10 do deep.inner = {level = i} deep = deep.inner end
+local id = ecs.createEntity()
+ecs.addComponent(id, "T", data)
+local got = ecs.getComponent(id, "T")
+assert(got ~= data and got.nested ~= data.nested, "a fresh copy")
+for _, k in ipairs({"big", "small", "zero", "whole", "half", "huge", "text", "empty", "no",
+                    "yes", 1, 1.5, "1", true}) do
+  assert(got[k] == data[k], "value of " .. tostring(k) .. ": " .. tostring(got[k]))
+  assert(math.type(got[k]) == math.type(data[k]), "number kind of " .. tostring(k))
+end
+assert(math.type(got.whole) == "float" and math.type(got.zero) == "integer", "1.0 and 0")
+local n = 0
+for _ in pairs(got) do n = n + 1 end
+assert(n == 15, "keys copied: " .. n)
+deep = got.nested
+for i = 1, 10 do deep = deep.inner assert(deep.level == i, "level " .. i) end
+"""
+
+
+@case("SBX-BINDING-VALUES", features=ECS_SANDBOX)
+def sandbox_component_values_cross_whole(t: Tester) -> None:
+    """A table crosses to the host and back as a deep copy of its plain data: integers at the
+    edges of 64 bits stay integers, floats stay floats, strings keep NUL and non-UTF-8 bytes,
+    ``false`` stays ``false``, and integer, float, string and boolean keys stay apart."""
+    e = t.engine()
+    with t.checking("SBX-BINDING-VALUES"):
+        t.run_ok(e, PLAIN)
+    t.close_engine(e)
+
+
+# Tables no conversion may accept, whatever its value and depth limits, with the words of the
+# refusal: the failing call's Lua error must name the binding, and no component may be added.
+NOT_PLAIN = "component data holds a value that is not plain data"
+REFUSED = {
+    "a cycle": ("local c = {} c.self = c", NOT_PLAIN),
+    "a table as a key": ("local c = {[{}] = 1}", NOT_PLAIN),
+    "a function": ("local c = {f = print}", NOT_PLAIN),
+    "a coroutine": ("local c = {co = coroutine.create(print)}", NOT_PLAIN),
+    "nesting 200 deep": (
+        "local c = {} local d = c for i = 1, 200 do d.x = {} d = d.x end",
+        NOT_PLAIN,
+    ),
+    "a tree of 10^10 shared nodes, 10 deep": (
+        "local c = {} for i = 1, 10 do local n = {} for j = 1, 10 do n[j] = c end c = n end",
+        "component data holds more than",
+    ),
+}
+
+
+# Enough instructions to count past the refimpl's 100,000 values; a port with a higher value
+# bound may stop the tree at the instruction budget instead.
+CONVERSION_LIMITS: JsonObject = {"max_instructions": 20_000_000, "max_memory": MEMORY}
+
+
+@case("SBX-CONVERSION-BOUND", features=(*ECS_SANDBOX, "engine.limits"))
+def sandbox_conversion_refused(t: Tester) -> None:
+    """A table that is not plain data, or whose conversion has no bound, is refused with a Lua
+    error at the binding, within the call's limits, before the host keeps any of it."""
+    e = t.engine(limits=CONVERSION_LIMITS)
+    with t.checking("SBX-CONVERSION-BOUND"):
+        for what, (build, words) in REFUSED.items():
+            script = (
+                f"{build}\nlocal id = ecs.createEntity()\n"
+                "local ok, err = pcall(ecs.addComponent, id, 'T', c)\n"
+                "assert(not ok, 'accepted')\n"
+                "assert(ecs.getComponent(id, 'T') == nil, 'kept')\n"
+                "error(err, 0)"
+            )
+            message = unb(t.execute(e, script)["message"])
+            refused = message.startswith(b"ecs.addComponent: ") and words.encode() in message
+            stopped = words != NOT_PLAIN and not message.startswith(b"ecs.addComponent: ")
+            t.expect(
+                refused or (stopped and b"accepted" not in message and b"kept" not in message),
+                f"{what}: {message!r} is ecs.addComponent's refusal saying {words!r}",
+            )
+    t.close_engine(e)
+
+
+# Calls of a failing host function: cheap in Lua instructions (about six per turn), dear once
+# each call is charged. 1,000 turns fit 20,000 instructions unless a call costs 14 or more.
+HOST_CALLS = 1_000
+CALL_BUDGET = 20_000
+
+
+@case("SBX-HOST-CALL-COST", features=LIMITED)
+def sandbox_host_calls_charged(t: Tester) -> None:
+    """Host calls are charged to the instruction budget: a loop of failing binding calls that
+    pure Lua would finish inside the budget is stopped, and the state serves on."""
+    e = t.engine(limits={"max_instructions": CALL_BUDGET})
+    with t.checking("SBX-HOST-CALL-COST"):
+        lua_only = t.execute(e, f"local f = function() end for i = 1, {HOST_CALLS} do pcall(f) end")
+        t.equal(lua_only["success"], True, "the same loop of Lua calls inside the budget")
+        host = t.execute(e, f"for i = 1, {HOST_CALLS} do pcall(cvar.get, 'no_such') end")
+        t.equal(host["success"], False, f"{HOST_CALLS} host calls under {CALL_BUDGET}")
+        message = unb(host["message"])
+        t.expect(b"no_such" not in message, f"stopped by the budget, not a cvar error: {message!r}")
+        t.equal(t.execute(e, "return 1")["success"], True, "the engine after the limit")
+    t.close_engine(e)
+
+
+@case("SBX-LIMITS-DEFAULTS", features=SANDBOX)
+def sandbox_default_limits(t: Tester) -> None:
+    """An engine made without limits still bounds every script: an endless loop and a heap
+    grown to 1 GiB are stopped, the host libraries are absent, and the engine serves on."""
+    e = t.engine()
+    with t.checking("SBX-LIMITS-DEFAULTS"):
+        for what, script in (
+            ("an endless loop", "while true do end"),
+            (
+                "a 1 GiB heap",
+                "local t = {} for i = 1, 1024 do t[i] = string.rep('m', 1 << 20) .. i end",
+            ),
+        ):
+            t.equal(t.execute(e, script)["success"], False, f"{what} under the default limits")
+        t.run_ok(e, "assert(io == nil and debug == nil and require == nil)")
+    t.close_engine(e)
+
+
+BIG_VALUE = 1_000_000
+# Live strings of 3.4 MB in all, built in pieces (string.rep needs twice its result's size).
+FILL = "local fill = {} for i = 1, 34 do fill[i] = string.rep('f', 100000) .. i end"
+
+
+@case("SBX-CROSSING-FITS", features=LIMITED)
+def sandbox_crossing_larger_than_cap(t: Tester) -> None:
+    """What cannot fit under the memory cap is refused with ``not enough memory`` and never
+    pushed: a script or a handler argument larger than the cap, and a binding's result larger
+    than the room live data leave; the state serves on after each."""
+    e = t.engine(limits=LIMITS, prelude=[b(HANDLERS)], cvars=[{"name": "big", "default": ""}])
+    t.call("engine.cvar_set", engine=e["engine"], name="big", value="v" * BIG_VALUE)
+    state = t.call("pool.acquire", pool=e["pool"])
+    with t.checking("SBX-CROSSING-FITS"):
+        for what, script in (
+            ("a script of 1.5 times the cap", "return 1 --" + "x" * (MEMORY + MEMORY // 2)),
+            ("a binding's result past the room left", f"{FILL} return #cvar.get('big')"),
+        ):
+            result = _run(t, state, script)
+            t.equal(result["success"], False, what)
+            t.expect(b"not enough memory" in unb(result["message"]), f"{what}: {result}")
+            t.equal(_run(t, state, SPEND)["success"], True, f"the state after {what}")
+        t.logs()
+        t.call("lua.call_handler", state=state, name=b("Spend"), args=[b("y" * (2 * MEMORY))])
+        t.expect(t.logged(t.logs(), "error", "not enough memory"), "the handler's refusal")
+        t.equal(_run(t, state, SPEND)["success"], True, "the state after all of them")
+    _done(t, e, state)
+
+
+@case("SBX-ROLE-GLOBALS", features=LIMITED)
+def sandbox_big_script_keeps_its_role(t: Tester) -> None:
+    """A main-thread script that takes much of the memory cap still runs as the main thread:
+    the global it defines is seen by a later main-thread call. (With garbage of 1.6 MB in the
+    heap, the refimpl hands such a script over packed, its other path into Lua; the check runs
+    after a collection, on the plain path.)"""
+    e, state = _limited_state(t)
+    with t.checking("SBX-ROLE-GLOBALS"):
+        t.equal(_run(t, state, "local s = string.rep('f', 1600000)")["success"], True, "garbage")
+        big = _run(t, state, "BIG = 1 --" + "p" * 950_000)
+        t.equal(big["success"], True, f"a script of 950 kB: {unb(big['message'])[:200]!r}")
+        t.equal(_run(t, state, "collectgarbage()")["success"], True, "a collection")
+        seen = _run(t, state, "assert(BIG == 1, 'not seen')")
+        t.equal(
+            seen["success"], True, f"its global seen on the main thread: {unb(seen['message'])!r}"
+        )
     _done(t, e, state)

@@ -23,7 +23,8 @@ function Fixed() return 'fixed' end
 CONFIG = {depth = {value = 1}, list = {1, 2, 3}}
 RUNS = (RUNS or 0) + 1
 """
-BUDGET: JsonObject = {"max_instructions": 200_000, "max_memory": 4 * 1024 * 1024}
+CAP = 4 * 1024 * 1024
+BUDGET: JsonObject = {"max_instructions": 200_000, "max_memory": CAP}
 SPIN = "for i = 1, 1e9 do end"
 
 
@@ -154,6 +155,30 @@ def sandbox_recovery_keeps_prelude(t: Tester) -> None:
             t.equal(_run(t, s, kept)["success"], True, f"the prelude after it on state {s}")
 
         _on_every_state(t, e, probe)
+    t.close_engine(e)
+
+
+@case("SBX-RESET-KEEPS-PRELUDE", features=LIMITED)
+def sandbox_recovery_drops_globals_over_half(t: Tester) -> None:
+    """After a failed call, script globals holding under half the memory cap stay; globals
+    holding more are dropped, the prelude's kept."""
+    e = t.engine(limits=BUDGET, prelude=[b(PRELUDE)])
+    state = t.call("pool.acquire", pool=e["pool"])
+    keep = CAP * 2 // 5
+    with t.checking("SBX-RESET-KEEPS-PRELUDE"):
+        t.equal(
+            _run(t, state, f"KEEP = string.rep('k', {keep})")["success"], True, "2/5 of the cap"
+        )
+        t.equal(_run(t, state, "error('fails')")["success"], False, "a failing call")
+        kept = _run(t, state, f"assert(#KEEP == {keep}, 'dropped')")
+        t.equal(kept["success"], True, "globals under half the cap after a failure")
+        hog = _run(t, state, "HOG = {} for i = 1, 1e8 do HOG[i] = {i} end")
+        t.equal(hog["success"], False, "a call past the cap")
+        after = _run(t, state, "assert(HOG == nil and KEEP == nil and Fixed() == 'fixed')")
+        t.equal(
+            after["success"], True, f"globals over half the cap dropped: {unb(after['message'])!r}"
+        )
+    t.call("pool.release", pool=e["pool"], resource=state)
     t.close_engine(e)
 
 
