@@ -626,9 +626,9 @@ REFUSED = {
 }
 
 
-# Enough instructions to count past the refimpl's 100,000 values; a port with a higher value
-# bound may stop the tree at the instruction budget instead.
-CONVERSION_LIMITS: JsonObject = {"max_instructions": 20_000_000, "max_memory": MEMORY}
+# Instructions and memory enough to count past the refimpl's 100,000 values; a port with a
+# higher value bound may stop the tree at a limit instead.
+CONVERSION_LIMITS: JsonObject = {"max_instructions": 20_000_000, "max_memory": 8 * MEMORY}
 
 
 @case("SBX-CONVERSION-BOUND", features=(*ECS_SANDBOX, "engine.limits"))
