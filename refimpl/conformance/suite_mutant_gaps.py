@@ -365,37 +365,3 @@ def lua_error_text_keeps_nul(t: Tester) -> None:
         got = (result["success"], unb(result["message"]))
         t.equal(got, (False, b"before\x00after"), "(success, message) of an error holding NUL")
     t.close_engine(e)
-
-
-@case("LB-PRINT", features=("engine",))
-def bindings_print_not_utf8(t: Tester) -> None:
-    """``print`` of bytes that are not UTF-8 writes its record all the same, and the script goes
-    on."""
-    e = t.engine()
-    t.logs()
-    with t.checking("LB-PRINT"):
-        t.run_ok(e, 'print("pa\\255b", 1)')
-        logs = t.logs()
-        t.expect(t.logged(logs, "info", "pa", "console"), f"print's record: {logs}")
-    t.close_engine(e)
-
-
-@case("LH-CALL-ERROR", features=("engine",))
-def handler_error_text_not_utf8(t: Tester) -> None:
-    """A handler whose error text is not UTF-8 is logged as an error all the same, and
-    ``update`` goes on to the next change."""
-    prelude = 'function Bad() error("bad\\255text", 0) end function Good() print("good ran") end'
-    cvars: list[Json] = [
-        {"name": "a", "default": 0, "on_change_lua": "Bad"},
-        {"name": "b", "default": 0, "on_change_lua": "Good"},
-    ]
-    e = t.engine(prelude=[b(prelude)], cvars=cvars)
-    for name in "ab":
-        t.call("engine.cvar_set", engine=e["engine"], name=name, value="1")
-    t.logs()
-    with t.checking("LH-CALL-ERROR"):
-        t.call("engine.update", engine=e["engine"])
-        logs = t.logs()
-        t.expect(t.logged(logs, "error", "bad"), f"the handler's error: {logs}")
-        t.expect(t.logged(logs, "info", "good ran"), f"the next handler: {logs}")
-    t.close_engine(e)

@@ -26,6 +26,7 @@ function Seen(...)
   SEEN = select("#", ...) .. ":" .. table.concat({...}, ",")
 end
 function Failing() error("refused on purpose") end
+function FailingBytes() error("bad\\255text", 0) end
 NotAFunction = 42
 """
 RESULT_LOGS = ("Script OK: ", "Script failed: ")
@@ -382,15 +383,17 @@ def push_failure_fail_at(t: Tester) -> None:
 def handler_missing_and_failing(t: Tester) -> None:
     """CVar changes whose handlers are missing, not functions, or raise: each is logged (a
     warning naming a missing one, an error with the Lua text), ``update`` returns, and the
-    actions behind them are served in the same ``update``."""
+    actions behind them are served in the same ``update``; an error text that is not UTF-8 is
+    logged all the same."""
     cvars: list[Json] = [
         {"name": "a", "default": 0, "on_change_lua": "NoSuchHandler"},
         {"name": "b", "default": 0, "on_change_lua": "NotAFunction"},
         {"name": "c", "default": 0, "on_change_lua": "Failing"},
+        {"name": "e", "default": 0, "on_change_lua": "FailingBytes"},
         {"name": "d", "default": 0, "on_change_lua": "OnSeen"},
     ]
     e = t.engine(prelude=[b(SEEN_PRELUDE)], cvars=cvars)
-    for name in "abcd":
+    for name in "abced":
         t.call("engine.cvar_set", engine=e["engine"], name=name, value="1")
     t.logs()
     with t.checking("ERR-LUA-CONTINUE"):
@@ -401,6 +404,7 @@ def handler_missing_and_failing(t: Tester) -> None:
             t.expect(t.logged(logs, "warning", name), f"no warning naming {name}: {logs}")
     with t.checking("LH-CALL-ERROR"):
         t.expect(t.logged(logs, "error", "refused on purpose"), f"no error with the text: {logs}")
+        t.expect(t.logged(logs, "error", "bad"), f"no error with the non-UTF-8 text: {logs}")
     with t.checking("HOS-BAD-HANDLER"):
         t.expect(
             t.logged(logs, "info", 'seen "d" "0" "1"'), f"the next handler did not run: {logs}"

@@ -656,7 +656,7 @@ def sandbox_conversion_refused(t: Tester) -> None:
 
 
 # Calls of a failing host function: cheap in Lua instructions (about six per turn), dear once
-# each call is charged. 1,000 turns fit 20,000 instructions unless a call costs 14 or more.
+# each call is charged. 1,000 turns fit 20,000 instructions unless a call costs 15 or more.
 HOST_CALLS = 1_000
 CALL_BUDGET = 20_000
 

@@ -16,6 +16,7 @@ from refimpl.conformance.suite_sandbox import (
     _on_every_state,
     _run,
 )
+from refimpl.conformance.suite_system import _done
 from refimpl.driver.wire import Json, JsonObject
 
 PRELUDE = """
@@ -178,8 +179,7 @@ def sandbox_recovery_drops_globals_over_half(t: Tester) -> None:
         t.equal(
             after["success"], True, f"globals over half the cap dropped: {unb(after['message'])!r}"
         )
-    t.call("pool.release", pool=e["pool"], resource=state)
-    t.close_engine(e)
+    _done(t, e, state)
 
 
 @case("SBX-ROLE-GLOBALS", features=(*SANDBOX, "engine.stats"))

@@ -425,6 +425,9 @@ def bindings_print(t: Tester) -> None:
         t.run_ok(e, 'print("a", 1, true)')
         logs = t.logs()
         t.expect(t.logged(logs, "info", "a\t1\ttrue", "console"), f"print record in {logs}")
+        t.run_ok(e, 'print("pa\\255b", 1)')  # bytes that are not UTF-8: written all the same
+        logs = t.logs()
+        t.expect(t.logged(logs, "info", "pa", "console"), f"print's record: {logs}")
     t.close_engine(e)
 
 
