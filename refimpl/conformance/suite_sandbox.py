@@ -703,13 +703,15 @@ FILL = "local fill = {} for i = 1, 34 do fill[i] = string.rep('f', 100000) .. i 
 @case("SBX-CROSSING-FITS", features=LIMITED)
 def sandbox_crossing_larger_than_cap(t: Tester) -> None:
     """What cannot fit under the memory cap is refused with ``not enough memory`` and never
-    pushed: a script or a handler argument larger than the cap, and a binding's result larger
-    than the room live data leave; the state serves on after each."""
+    pushed: a script or a handler argument larger than the cap, and a script's string or a
+    binding's result larger than the room live data leave; the state serves on after each."""
     e = t.engine(limits=LIMITS, prelude=[b(HANDLERS)], cvars=[{"name": "big", "default": ""}])
     t.call("engine.cvar_set", engine=e["engine"], name="big", value="v" * BIG_VALUE)
     state = t.call("pool.acquire", pool=e["pool"])
     with t.checking("SBX-CROSSING-FITS"):
+        t.equal(_run(t, state, FILL.replace("local fill", "fill"))["success"], True, "live data")
         for what, script in (
+            ("a script's string past the room left", f"return #'{'w' * BIG_VALUE}'"),
             ("a script of 1.5 times the cap", "return 1 --" + "x" * (MEMORY + MEMORY // 2)),
             ("a binding's result past the room left", f"{FILL} return #cvar.get('big')"),
         ):
