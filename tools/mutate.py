@@ -95,6 +95,15 @@ NO_PYTHON = (
     "global table where lupa puts `python` is reachable from no sandboxed code (SBX-NO-PYTHON "
     "holds on every state)"
 )
+CLOSE_TIMEOUT = (
+    "only `Engine.close(timeout=)` reaches it, a Python surface the protocol does not have: "
+    "`engine.close` and `engine.runner_deinit` take no timeout (ENG-CLOSE-TIMEOUT is not "
+    "portable; the refimpl's own tests/hostile/test_hostile_driver.py checks it)"
+)
+CLI_HOOK = (
+    "`on_script_result` is the hook of the refimpl's command line (ENG-CLI-EXEC, not "
+    "portable): the protocol's engine.new passes none"
+)
 CREATOR = (
     "every state is built by engine.new on the thread that is the engine's main thread, so "
     "the default (the creating thread) is that thread"
@@ -186,6 +195,18 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ): "`push` without a timeout is `push(timeout=0.0)`: its default is the same non-blocking push",
     ("ScriptRunner._run", "outcome = _Outcome.CANCELLED"): NOT_OK_OR_ERROR,
     ("ScriptRunner.deinit", "self._finish(item, _Outcome.CANCELLED)"): NOT_OK_OR_ERROR,
+    ("ScriptRunner.__init__", "self._closed = False"): TRUTH_ONLY,
+    ("ScriptingSystem.__init__", "self.on_script_result = on_script_result"): CLI_HOOK,
+    ("ScriptingSystem._log_result", "self.on_script_result(payload)"): CLI_HOOK,
+    ("ScriptingSystem._publish_cvar_event", "self._drop_cvar(name, exc)", "None"): (
+        "the CVar's name goes only into the drop's log line, whose text the spec does not word "
+        "(SS-EVENT-QUEUE-FULL and SS-EVENT-ENCODE-FAIL ask for a line, a free and a count)"
+    ),
+    ("ScriptRunner.deinit", "return self.wait_idle(timeout)"): CLOSE_TIMEOUT,
+    (
+        "ScriptRunner.enqueue_script",
+        "item = _WorkItem(copy, on_complete, bytes(copy)[:PREVIEW_BYTES])",
+    ): "the preview is read only to name a stuck script: " + CLOSE_TIMEOUT,
     # bindings
     (
         "create_lua_state",
